@@ -1,0 +1,32 @@
+"""gpen_core: an exact, fast, memory-lean GPEN face-restoration generator in plain PyTorch.
+
+No ComfyUI import anywhere in this package. Main entry points::
+
+    from gpen_core import load_model
+    model = load_model("GPEN-BFR-512.pth", precision="auto")
+    out = model(image)            # (B, 3, 512, 512) in [-1, 1] -> same shape, unclamped
+"""
+from .checkpoint import CheckpointError, load_state_dict, save_safetensors
+from .config import ConfigError, GPENConfig, config_from_state_dict
+from .generator import GPEN
+from .loading import build_model, load_model
+from .precision import PRECISIONS, NonFiniteOutputError, resolve_device, resolve_dtype
+from .seeded import seeded_input, seeded_state_dict
+
+__all__ = [
+    "GPEN",
+    "GPENConfig",
+    "CheckpointError",
+    "ConfigError",
+    "NonFiniteOutputError",
+    "PRECISIONS",
+    "build_model",
+    "config_from_state_dict",
+    "load_model",
+    "load_state_dict",
+    "resolve_device",
+    "resolve_dtype",
+    "save_safetensors",
+    "seeded_input",
+    "seeded_state_dict",
+]

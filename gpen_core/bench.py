@@ -1,0 +1,185 @@
+"""Benchmark: time, peak memory and error per size, precision and strategy, with seeded weights.
+
+Rows are precision x strategy (plain, tiled, recompute, tiled + recompute, and a
+checkpointed forward+backward); columns are peak activation memory, peak with weights,
+time and the max abs error against the fp32 plain output. CUDA peaks come from
+``torch.cuda.max_memory_allocated``; CPU peaks count live tensors
+(:class:`gpen_core.memory.LiveTensorPeak`). Times are the best of ``repeat`` runs, taken
+without the memory counter.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .config import GPENConfig
+from .generator import GPEN
+from .loading import build_model
+from .memory import MiB, peak_memory
+from .precision import DTYPES, resolve_device
+from .seeded import seeded_input, seeded_state_dict
+
+OFFICIAL_CONFIGS = {256: (1, 0.5), 512: (2, 1), 1024: (2, 1), 2048: (2, 1)}
+"""(channel_multiplier, narrow) of the official releases; other sizes get a small test layout."""
+
+
+def official_config(size: int) -> GPENConfig:
+    cm, narrow = OFFICIAL_CONFIGS.get(size, (2, 0.125))
+    return GPENConfig(size, cm, narrow)
+
+
+@dataclass
+class Row:
+    size: int
+    precision: str
+    strategy: str
+    peak_bytes: int
+    weight_bytes: int
+    seconds: float
+    max_error: float | None
+
+
+def best_time(fn: Callable[[], object], repeat: int, device: torch.device) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def weight_bytes(model: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
+
+
+def strategies(tile_size: int, size: int) -> list[tuple[str, dict]]:
+    tile = min(tile_size, size)
+    return [
+        ("plain", {}),
+        (f"tiled {tile}", {"tile_size": tile}),
+        ("recompute", {"recompute": True}),
+        (f"tiled {tile} + recompute", {"tile_size": tile, "recompute": True}),
+    ]
+
+
+def bench_size(size: int, precisions: list[str], tile_size: int, device: torch.device, repeat: int,
+               backward: bool = True, log: Callable[[str], None] = print) -> list[Row]:
+    """Rows for one model size; the fp32 plain output is the error reference."""
+    config = official_config(size)
+    state = seeded_state_dict(config, 1)
+    x = seeded_input(size, 1).to(device)
+    rows: list[Row] = []
+    reference = None
+    for precision in precisions:
+        model = build_model(state).to(device)
+        model.set_dtype(DTYPES[precision])
+        model(x)  # warm-up: kernels and allocator
+        for name, options in strategies(tile_size, size):
+            with torch.inference_mode():
+                seconds = best_time(lambda: model(x, **options), repeat, device)
+                out, peak = peak_memory(lambda: model(x, **options), device)
+            if reference is None:
+                reference = out.float()
+            error = float((out.float() - reference).abs().max())
+            rows.append(Row(size, precision, name, peak, weight_bytes(model), seconds, error))
+            log(format_row(rows[-1]))
+        if backward:
+            rows += bench_backward(model, x, precision, device, repeat, log)
+        del model
+    return rows
+
+
+def bench_backward(model: GPEN, x: torch.Tensor, precision: str, device: torch.device, repeat: int,
+                   log: Callable[[str], None]) -> list[Row]:
+    """Forward + backward to the input, without and with per-level checkpointing.
+
+    The peak counted here is the bytes saved for backward (CPU; CUDA: the allocator peak),
+    the memory that checkpointing exists to cut.
+    """
+    rows = []
+    for name, checkpoint in (("backward", False), ("backward + checkpoint", True)):
+        def step() -> int:
+            image = x.detach().clone().requires_grad_(True)
+            saved: dict[int, int] = {}
+
+            def pack(t: torch.Tensor) -> torch.Tensor:
+                storage = t.untyped_storage()
+                saved[storage.data_ptr()] = storage.nbytes()
+                return t
+
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                out = model(image, checkpoint=checkpoint)
+            out.float().square().mean().backward()
+            return sum(saved.values())
+
+        seconds = best_time(step, repeat, device)
+        if device.type == "cuda":
+            _, peak = peak_memory(step, device)
+        else:
+            peak = step()
+        rows.append(Row(int(x.shape[-1]), precision, name, peak, weight_bytes(model), seconds, None))
+        log(format_row(rows[-1]))
+    return rows
+
+
+HEADER = f"{'size':>5} {'prec':>5} {'strategy':<24} {'peak MiB':>9} {'+weights':>9} {'time s':>8} {'max err':>9}"
+
+
+def format_row(row: Row) -> str:
+    err = "" if row.max_error is None else f"{row.max_error:9.2e}"
+    return (f"{row.size:>5} {row.precision:>5} {row.strategy:<24} {row.peak_bytes / MiB:9.1f} "
+            f"{(row.peak_bytes + row.weight_bytes) / MiB:9.1f} {row.seconds:8.2f} {err:>9}")
+
+
+def time_official(checkout: str, size: int, device: torch.device, repeat: int) -> tuple[float, float, float]:
+    """(official seconds, ours seconds, max abs difference) for fp32 at ``size``, same weights, same run."""
+    root = Path(checkout)
+    for path in (root, root / "face_model"):
+        sys.path.insert(0, str(path))
+    FullGenerator = importlib.import_module("face_model.gpen_model").FullGenerator
+    config = official_config(size)
+    state = seeded_state_dict(config, 1)
+    official = FullGenerator(size, config.style_dim, config.n_mlp, config.channel_multiplier,
+                             narrow=config.narrow, device=device.type).to(device).eval()
+    official.load_state_dict(state)
+    ours = build_model(state).to(device)
+    x = seeded_input(size, 1).to(device)
+    with torch.inference_mode():
+        theirs_out, ours_out = official(x)[0], ours(x)
+        t_official = best_time(lambda: official(x), repeat, device)
+        t_ours = best_time(lambda: ours(x), repeat, device)
+    return t_official, t_ours, float((theirs_out - ours_out).abs().max())
+
+
+def run_bench(args: argparse.Namespace) -> list[Row]:
+    device = resolve_device(args.device)
+    threads = torch.get_num_threads() if device.type == "cpu" else None
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {threads} threads"
+    print(f"GPEN benchmark on {device} ({name}), torch {torch.__version__}, seeded weights, batch 1")
+    print("peak = activations (weights and input excluded); max err = max |out - fp32 plain out|")
+    print(HEADER)
+    rows: list[Row] = []
+    for size in args.sizes:
+        rows += bench_size(size, args.precisions, args.tile_size, device, args.repeat, backward=not args.no_backward)
+    if args.official:
+        for size in args.sizes:
+            t_off, t_ours, diff = time_official(args.official, size, device, args.repeat)
+            print(f"official vs ours at {size} fp32: {t_off:.2f} s / {t_ours:.2f} s = {t_off / t_ours:.2f}x "
+                  f"(max abs difference {diff:.2e})")
+    if args.plot:
+        from .bench_plot import plot_rows
+
+        plot_rows(rows).save(args.plot)
+        print(f"plot written to {args.plot}")
+    return rows

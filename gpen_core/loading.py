@@ -1,0 +1,79 @@
+"""``load_model``: a checkpoint (file or state dict) to a ready :class:`GPEN` on a device."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .checkpoint import CheckpointError, CheckpointSource, describe, load_state_dict
+from .config import ConfigError, config_from_state_dict
+from .generator import GPEN
+from .precision import resolve_device, resolve_dtype
+
+
+def build_model(state: dict[str, torch.Tensor], *, name: str = "<state dict>", input_range: str = "[-1,1]") -> GPEN:
+    """A float32 CPU :class:`GPEN` holding ``state``, loaded strictly.
+
+    Raises:
+        CheckpointError: shapes that fit no GPEN, or missing, unexpected or mis-shaped keys.
+    """
+    try:
+        config = config_from_state_dict(state, input_range=input_range)
+    except ConfigError as err:
+        raise CheckpointError(f"{name}: {err}") from err
+    model = GPEN(config)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
+             for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        parts = []
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+            if items:
+                more = f" and {len(items) - 5} more" if len(items) > 5 else ""
+                parts.append(f"{len(items)} {label}: {', '.join(items[:5])}{more}")
+        raise CheckpointError(f"{name}: does not match GPEN-{config.size} ({config}): " + "; ".join(parts))
+    model.load_state_dict(state, strict=True)
+    return model.eval().requires_grad_(False)
+
+
+def load_model(
+    source: CheckpointSource,
+    *,
+    device: str | torch.device | None = None,
+    precision: str = "fp32",
+    input_range: str = "[-1,1]",
+) -> GPEN:
+    """Load a GPEN generator checkpoint.
+
+    Args:
+        source: a ``.pth``/``.pt``/``.safetensors`` path or a state dict (plain, nested under
+            ``g_ema``/``params_ema``/``state_dict``, or with ``module.`` prefixes).
+        device: ``None``/``"auto"``: the current CUDA device when there is one, else CPU.
+        precision: ``fp32``, ``fp16``, ``bf16`` or ``auto`` (see :func:`gpen_core.precision.resolve_dtype`).
+        input_range: ``"[-1,1]"`` (BFR, colorization, inpainting) or ``"[0,1]"`` (Seg2face).
+
+    Returns:
+        The generator in eval mode, gradients off, with ``.config`` and ``.precision`` set.
+
+    Raises:
+        FileNotFoundError, CheckpointError: with the file name and what was found.
+    """
+    state = load_state_dict(source)
+    model = build_model(state, name=describe(source), input_range=input_range)
+    del state
+    target = resolve_device(device)
+    model.to(device=target)
+    model.set_dtype(resolve_dtype(precision, target))
+    model.precision = precision
+    model.source = source if isinstance(source, (str, os.PathLike)) else None
+    return model
+
+
+def change_dtype(model: GPEN, dtype: torch.dtype) -> None:
+    """Switch ``model`` to ``dtype``, re-reading the weights from its file when it has one,
+    so that moving up from half precision restores the exact stored values."""
+    model.set_dtype(dtype)
+    if model.source is not None:
+        model.load_state_dict(load_state_dict(model.source), strict=True)

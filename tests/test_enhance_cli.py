@@ -1,0 +1,90 @@
+"""Image-level enhancement (channels, sizes, alpha) and the command line."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import gpen_core as g
+from gpen_core.cli import main
+from gpen_core.enhance import enhance_images
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_channels_and_sizes(tiny_model, channels):
+    images = torch.rand(2, channels, 50, 70)
+    with torch.inference_mode():
+        model_size = enhance_images(tiny_model, images)
+        kept = enhance_images(tiny_model, images, keep_size=True, tile_size=32)
+    out_channels = 4 if channels in (2, 4) else 3
+    assert model_size.shape == (2, out_channels, 64, 64)
+    assert kept.shape == (2, out_channels, 50, 70)
+    assert 0 <= float(model_size.min()) and float(model_size.max()) <= 1
+    if out_channels == 4:  # alpha is carried through, only resized
+        assert torch.allclose(kept[:, 3], images[:, -1], atol=1e-6)
+
+
+def test_enhance_equals_model_on_model_sized_input(tiny_model):
+    images = torch.rand(1, 3, 64, 64)
+    with torch.inference_mode():
+        out = enhance_images(tiny_model, images)
+        direct = tiny_model(images * 2 - 1)
+    assert torch.allclose(out, ((direct + 1) / 2).clamp(0, 1), atol=1e-6)
+
+
+def test_zero_to_one_models(tiny_state):
+    model = g.load_model(tiny_state, device="cpu", input_range="[0,1]")
+    images = torch.rand(1, 3, 64, 64)
+    with torch.inference_mode():
+        out = enhance_images(model, images)
+        direct = model(images)
+    assert torch.allclose(out, direct.clamp(0, 1), atol=1e-6)
+
+
+def test_bad_channels(tiny_model):
+    with pytest.raises(ValueError, match=r"C in 1..4.*\(1, 5, 8, 8\)"):
+        enhance_images(tiny_model, torch.rand(1, 5, 8, 8))
+
+
+def test_cli_enhance(tmp_path, tiny_state):
+    weights = tmp_path / "tiny.pth"
+    torch.save(tiny_state, weights)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.fromarray((np.random.rand(40, 30, 3) * 255).astype(np.uint8)).save(inputs / "a.png")
+    Image.fromarray((np.random.rand(20, 20) * 255).astype(np.uint8), "L").save(inputs / "b.jpg")
+    Image.fromarray((np.random.rand(33, 33, 4) * 255).astype(np.uint8), "RGBA").save(inputs / "c.png")
+    out = tmp_path / "out"
+    assert main(["enhance", str(inputs), "--model", str(weights), "-o", str(out), "--device", "cpu"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "c.png"]
+    assert Image.open(out / "a.png").size == (64, 64)
+    assert Image.open(out / "c.png").mode == "RGBA"
+    # nothing is overwritten without --force
+    assert main(["enhance", str(inputs / "a.png"), "--model", str(weights), "-o", str(out)]) == 2
+    assert main(["enhance", str(inputs / "a.png"), "--model", str(weights), "-o", str(out), "--force",
+                 "--keep-size", "--tile-size", "32"]) == 0
+    assert Image.open(out / "a.png").size == (30, 40)
+
+
+def test_cli_reports_bad_checkpoint(tmp_path, capsys):
+    bad = tmp_path / "bad.pth"
+    bad.write_text("nope")
+    image = tmp_path / "x.png"
+    Image.new("RGB", (8, 8)).save(image)
+    assert main(["enhance", str(image), "--model", str(bad), "-o", str(tmp_path / "o")]) == 2
+    assert "bad.pth" in capsys.readouterr().err
+
+
+def test_cli_bench_runs_without_weights(capsys):
+    from gpen_core import bench
+
+    rows = bench.bench_size(64, ["fp32", "bf16"], 32, torch.device("cpu"), 1, log=lambda _: None)
+    names = [r.strategy for r in rows if r.precision == "fp32"]
+    assert names == ["plain", "tiled 32", "recompute", "tiled 32 + recompute", "backward", "backward + checkpoint"]
+    by = {(r.precision, r.strategy): r for r in rows}
+    assert by[("fp32", "tiled 32")].max_error < 2e-5
+    assert by[("bf16", "plain")].peak_bytes < 0.6 * by[("fp32", "plain")].peak_bytes
+    assert by[("fp32", "backward + checkpoint")].peak_bytes < by[("fp32", "backward")].peak_bytes
+    img = __import__("gpen_core.bench_plot", fromlist=["plot_rows"]).plot_rows(rows)
+    assert img.size[0] == 900 and img.size[1] > 100

@@ -1,0 +1,93 @@
+"""Automatic strategy from a memory budget, and the out-of-memory ladder (by injection)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import gpen_core as g
+from gpen_core.enhance import enhance_images
+from gpen_core.memory import peak_memory
+from gpen_core.strategy import (
+    GPENOutOfMemoryError,
+    Strategy,
+    candidate_strategies,
+    choose_strategy,
+    estimate_peak_bytes,
+    run_with_ladder,
+)
+
+
+@pytest.mark.parametrize("strategy", [Strategy(), Strategy(64), Strategy(64, True), Strategy(32, True), Strategy(None, True)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_estimate_is_an_upper_bound(strategy, dtype):
+    config = g.GPENConfig(128, 2, 0.25)
+    model = g.build_model(g.seeded_state_dict(config, 1)).set_dtype(dtype)
+    x = g.seeded_input(128, 1, batch=2)
+    with torch.inference_mode():
+        _, measured = peak_memory(
+            lambda: model(x, tile_size=strategy.tile_size, recompute=strategy.recompute), torch.device("cpu")
+        )
+    estimate = estimate_peak_bytes(config, dtype, 2, strategy)
+    assert measured <= estimate <= 3 * measured, (measured, estimate)
+
+
+def test_choice_follows_the_budget():
+    config = g.GPENConfig(512, 2, 0.0625)
+    with torch.device("meta"):
+        model = g.GPEN(config)
+    plain = estimate_peak_bytes(config, torch.float32, 1, Strategy())
+    assert choose_strategy(model, 1, 10 * plain) == Strategy()
+    lean = choose_strategy(model, 1, plain)
+    assert lean.tile_size is not None
+    assert estimate_peak_bytes(config, torch.float32, 1, lean) <= 0.8 * plain
+    leanest = candidate_strategies(512)[-1]
+    assert leanest == Strategy(64, True)
+    assert choose_strategy(model, 1, 1) == leanest  # nothing fits: the leanest
+
+
+def test_ladder_goes_to_smaller_tiles_then_recompute():
+    tried = []
+
+    def run(strategy):
+        tried.append(strategy)
+        if strategy != Strategy(64, True):
+            raise torch.OutOfMemoryError("injected")
+        return torch.zeros(1)
+
+    result = run_with_ladder(run, Strategy(), 512)
+    assert tried == [Strategy(), Strategy(256), Strategy(128), Strategy(64), Strategy(64, True)]
+    assert result.tried == tried
+
+
+def test_ladder_floor_raises_with_what_was_tried():
+    def run(strategy):
+        raise torch.OutOfMemoryError("injected")
+
+    with pytest.raises(GPENOutOfMemoryError, match=r"whole image, tiles of 128, tiles of 64, tiles of 64 \+ recompute"):
+        run_with_ladder(run, Strategy(), 256)
+
+
+def test_other_errors_are_not_swallowed():
+    def run(strategy):
+        raise RuntimeError("not memory")
+
+    with pytest.raises(RuntimeError, match="not memory"):
+        run_with_ladder(run, Strategy(), 256)
+
+
+def test_enhance_recovers_from_injected_oom(tiny_model, monkeypatch):
+    original = type(tiny_model).forward
+    calls = []
+
+    def flaky(self, image, **options):
+        calls.append(options.get("tile_size"))
+        if options.get("tile_size") is None:
+            raise torch.OutOfMemoryError("injected")
+        return original(self, image, **options)
+
+    monkeypatch.setattr(type(tiny_model), "forward", flaky)
+    images = torch.rand(2, 3, 64, 64)
+    with torch.inference_mode():
+        out = enhance_images(tiny_model, images, batch_size=2)
+    assert out.shape == (2, 3, 64, 64)
+    assert calls[0] is None and calls[1] == 32  # tile halved below the 64-px model size
