@@ -52,6 +52,19 @@ def _forward_options(args: argparse.Namespace) -> dict:
     return {"tile_size": tile, "overlap": args.overlap, "recompute": args.recompute}
 
 
+def _restore_photo(model, detector, image: torch.Tensor, args: argparse.Namespace) -> torch.Tensor:
+    """Detect, align, enhance and paste back every face of one ``(C, H, W)`` image."""
+    from .face.restore import DetectOptions, restore_faces
+    from .imaging import split_alpha
+
+    rgb, alpha = split_alpha(image[None])
+    options = DetectOptions(args.score_threshold, args.min_face_size, args.selection, args.max_faces)
+    result = restore_faces(model, detector, rgb, detect=options, fidelity=args.fidelity,
+                           **_forward_options(args))[0]
+    logging.getLogger(__name__).info("%d face(s) restored", len(result.detections))
+    return result.image if alpha is None else torch.cat([result.image, alpha[0]])
+
+
 def cmd_enhance(args: argparse.Namespace) -> int:
     files = _collect_inputs(args.inputs)
     out_dir = Path(args.output)
@@ -63,12 +76,20 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         raise ValueError("two inputs share a file name; enhance them into different output folders")
     out_dir.mkdir(parents=True, exist_ok=True)
     model = load_model(args.model, device=args.device, precision=args.precision, input_range=args.input_range)
+    detector = None
+    if not args.aligned:
+        from .face.loader import load_detector
+
+        detector = load_detector(args.detector, args.detector_dir, device=model.device)
     progress = ProgressLine("enhance", len(files))
     with torch.inference_mode():
         for i, (src, dst) in enumerate(zip(files, targets)):
-            image = read_image(src)[None]
-            out = enhance_images(model, image, keep_size=args.keep_size, **_forward_options(args))
-            write_image(dst, out[0])
+            image = read_image(src)
+            if detector is None:
+                out = enhance_images(model, image[None], keep_size=args.keep_size, **_forward_options(args))[0]
+            else:
+                out = _restore_photo(model, detector, image, args)
+            write_image(dst, out)
             progress(i + 1)
     print(f"wrote {len(targets)} image(s) to {out_dir}", file=sys.stderr)
     return 0
@@ -96,11 +117,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("enhance", help="enhance face images (pre-cropped, aligned faces)")
+    p = sub.add_parser("enhance", help="restore the faces of photos (or of aligned crops with --aligned)")
     p.add_argument("inputs", nargs="+", help="image files or folders")
+    p.add_argument("--aligned", action="store_true", help="inputs are aligned face crops: no detection, no paste-back")
+    p.add_argument("--detector", default="auto",
+                   help="auto, retinaface_resnet50, retinaface_mobile0.25, mtcnn, or a weights file/folder")
+    p.add_argument("--detector-dir", action="append", default=[],
+                   help="folder with detector weights (repeatable), e.g. ComfyUI/models/facedetection")
+    p.add_argument("--fidelity", type=float, default=1.0, help="1: restored faces, 0: original faces (official alpha)")
+    p.add_argument("--selection", choices=["all", "largest", "center"], default="all")
+    p.add_argument("--max-faces", type=int, default=None, help="at most this many faces per image")
+    p.add_argument("--min-face-size", type=float, default=0.0, help="ignore faces smaller than this (px)")
+    p.add_argument("--score-threshold", type=float, default=None, help="detector confidence (default per detector)")
     p.add_argument("--model", required=True, help="GPEN checkpoint (.pth/.pt/.safetensors)")
     p.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
-    p.add_argument("--keep-size", action="store_true", help="write at the input size instead of the model size")
+    p.add_argument("--keep-size", action="store_true", help="--aligned: write at the input size, not the model size")
     p.add_argument("--precision", choices=PRECISIONS, default="auto")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--input-range", choices=["[-1,1]", "[0,1]"], default="[-1,1]", help="[0,1] for Seg2face")
@@ -135,6 +166,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (FileNotFoundError, FileExistsError, CheckpointError, NonFiniteOutputError, ValueError) as err:
+    except (FileNotFoundError, FileExistsError, CheckpointError, NonFiniteOutputError, ValueError, MemoryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

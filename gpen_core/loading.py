@@ -44,6 +44,7 @@ def load_model(
     device: str | torch.device | None = None,
     precision: str = "fp32",
     input_range: str = "[-1,1]",
+    compute_device: str | torch.device | None = None,
 ) -> GPEN:
     """Load a GPEN generator checkpoint.
 
@@ -53,6 +54,8 @@ def load_model(
         device: ``None``/``"auto"``: the current CUDA device when there is one, else CPU.
         precision: ``fp32``, ``fp16``, ``bf16`` or ``auto`` (see :func:`gpen_core.precision.resolve_dtype`).
         input_range: ``"[-1,1]"`` (BFR, colorization, inpainting) or ``"[0,1]"`` (Seg2face).
+        compute_device: the device the model will run on, if not ``device`` (e.g. weights kept on
+            the CPU until a model manager moves them); ``auto`` precision is resolved for it.
 
     Returns:
         The generator in eval mode, gradients off, with ``.config`` and ``.precision`` set.
@@ -65,7 +68,8 @@ def load_model(
     del state
     target = resolve_device(device)
     model.to(device=target)
-    model.set_dtype(resolve_dtype(precision, target))
+    runs_on = resolve_device(compute_device) if compute_device is not None else target
+    model.set_dtype(resolve_dtype(precision, runs_on))
     model.precision = precision
     model.source = source if isinstance(source, (str, os.PathLike)) else None
     return model

@@ -56,13 +56,13 @@ def test_cli_enhance(tmp_path, tiny_state):
     Image.fromarray((np.random.rand(20, 20) * 255).astype(np.uint8), "L").save(inputs / "b.jpg")
     Image.fromarray((np.random.rand(33, 33, 4) * 255).astype(np.uint8), "RGBA").save(inputs / "c.png")
     out = tmp_path / "out"
-    assert main(["enhance", str(inputs), "--model", str(weights), "-o", str(out), "--device", "cpu"]) == 0
+    assert main(["enhance", str(inputs), "--aligned", "--model", str(weights), "-o", str(out), "--device", "cpu"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "c.png"]
     assert Image.open(out / "a.png").size == (64, 64)
     assert Image.open(out / "c.png").mode == "RGBA"
     # nothing is overwritten without --force
-    assert main(["enhance", str(inputs / "a.png"), "--model", str(weights), "-o", str(out)]) == 2
-    assert main(["enhance", str(inputs / "a.png"), "--model", str(weights), "-o", str(out), "--force",
+    assert main(["enhance", str(inputs / "a.png"), "--aligned", "--model", str(weights), "-o", str(out)]) == 2
+    assert main(["enhance", str(inputs / "a.png"), "--aligned", "--model", str(weights), "-o", str(out), "--force",
                  "--keep-size", "--tile-size", "32"]) == 0
     assert Image.open(out / "a.png").size == (30, 40)
 
@@ -72,7 +72,7 @@ def test_cli_reports_bad_checkpoint(tmp_path, capsys):
     bad.write_text("nope")
     image = tmp_path / "x.png"
     Image.new("RGB", (8, 8)).save(image)
-    assert main(["enhance", str(image), "--model", str(bad), "-o", str(tmp_path / "o")]) == 2
+    assert main(["enhance", str(image), "--aligned", "--model", str(bad), "-o", str(tmp_path / "o")]) == 2
     assert "bad.pth" in capsys.readouterr().err
 
 

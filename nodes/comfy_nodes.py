@@ -1,0 +1,191 @@
+"""ComfyUI v3 nodes: Load GPEN Model, GPEN Enhance, GPEN VRAM Report, GPEN Benchmark."""
+from __future__ import annotations
+
+import os
+import weakref
+
+import comfy.model_management as mm
+import comfy.model_patcher
+import comfy.utils
+import torch
+from comfy_api.latest import io, ui
+
+from ..gpen_core.bench import HEADER, bench_size, format_row
+from ..gpen_core.bench_plot import plot_rows
+from ..gpen_core.loading import load_model
+from ..gpen_core.memory_report import memory_report
+from ..gpen_core.precision import PRECISIONS
+from ..gpen_core.strategy import Strategy, estimate_peak_bytes
+from .logic import AUTO_TILE, EXACT_OVERLAP, OUTPUT_SIZES, enhance_comfy_images
+from .model_folders import gpen_files, gpen_path
+
+GPENModel = io.Custom("GPEN_MODEL")
+DEFAULT_MODEL = "GPEN-BFR-512.pth"
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class GPENHolder(torch.nn.Module):
+    """What ComfyUI's ModelPatcher manages: the generator plus the ``device`` attribute it sets."""
+
+    def __init__(self, gpen: torch.nn.Module, device: torch.device) -> None:
+        super().__init__()
+        self.gpen = gpen
+        self.device = device
+
+
+_loaded: "weakref.WeakValueDictionary[tuple, comfy.model_patcher.ModelPatcher]" = weakref.WeakValueDictionary()
+"""Loaded models by (file, its mtime and size, options): reused while some graph holds them, never pinned."""
+
+
+def devices_for(choice: str) -> tuple[torch.device, torch.device]:
+    """(load device, offload device) for the loader's device option."""
+    if choice == "cpu":
+        return torch.device("cpu"), torch.device("cpu")
+    load = mm.get_torch_device()
+    if choice == "cuda" and load.type != "cuda":
+        raise RuntimeError("device 'cuda' was chosen but ComfyUI runs without a CUDA device (started with --cpu?)")
+    return load, mm.unet_offload_device()
+
+
+class LoadGPENModel(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        files = gpen_files()
+        return io.Schema(
+            node_id="GPENModelLoader",
+            display_name="Load GPEN Model",
+            category="GPEN",
+            description="Load a GPEN generator (.pth/.pt/.safetensors) from models/gpen; size and width are read from the weights.",
+            inputs=[
+                io.Combo.Input("model_name", options=files, default=DEFAULT_MODEL if DEFAULT_MODEL in files else None,
+                               tooltip="official GPEN-BFR-256/512/1024/2048 (or colorization/inpainting/Seg2face) weights"),
+                io.Combo.Input("precision", options=list(PRECISIONS), default="auto",
+                               tooltip="auto: bf16 on GPUs that support it, fp16 on other recent GPUs, fp32 on CPU; "
+                                       "NaN in half precision is detected and, under auto, retried in a safer precision"),
+                io.Combo.Input("device", options=list(DEVICES), default="auto"),
+                io.Combo.Input("input_range", options=["[-1,1]", "[0,1]"], default="[-1,1]",
+                               tooltip="[0,1] only for the Seg2face model"),
+            ],
+            outputs=[GPENModel.Output(display_name="gpen_model")],
+        )
+
+    @classmethod
+    def execute(cls, model_name: str, precision: str, device: str, input_range: str) -> io.NodeOutput:
+        path = gpen_path(model_name)
+        stat = os.stat(path)
+        key = (os.path.realpath(path), stat.st_mtime_ns, stat.st_size, precision, device, input_range)
+        patcher = _loaded.get(key)
+        if patcher is None:
+            load_device, offload_device = devices_for(device)
+            gpen = load_model(path, device=offload_device, precision=precision, input_range=input_range,
+                              compute_device=load_device)
+            patcher = comfy.model_patcher.ModelPatcher(
+                GPENHolder(gpen, offload_device), load_device=load_device, offload_device=offload_device
+            )
+            _loaded[key] = patcher
+        return io.NodeOutput(patcher)
+
+
+class GPENEnhance(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="GPENEnhance",
+            display_name="GPEN Enhance",
+            category="GPEN",
+            description="Restore aligned face crops with GPEN (any size: resized to the model size). For whole "
+                        "photos use GPEN Face Restore.",
+            inputs=[
+                io.Image.Input("image"),
+                GPENModel.Input("gpen_model"),
+                io.Int.Input("tile_size", default=AUTO_TILE, min=0, max=2048, step=16,
+                             tooltip="decoder tile size in pixels; 0 = automatic from free memory. Tiles are "
+                                     "computed inside the network, so the result equals the untiled one"),
+                io.Int.Input("overlap", default=EXACT_OVERLAP, min=EXACT_OVERLAP, max=64,
+                             tooltip="-1 = exact halos (default). 0..64 = cut halos to this many pixels and blend "
+                                     "tiles: a little faster, not exact at tile edges"),
+                io.Boolean.Input("recompute", default=False,
+                                 tooltip="recompute encoder features per tile: peak memory follows the tile size"),
+                io.Combo.Input("output_size", options=list(OUTPUT_SIZES), default="model size"),
+                io.Int.Input("batch_size", default=1, min=1, max=64, tooltip="images per forward pass"),
+            ],
+            outputs=[io.Image.Output(display_name="image")],
+        )
+
+    @classmethod
+    def execute(cls, image, gpen_model, tile_size, overlap, recompute, output_size, batch_size) -> io.NodeOutput:
+        gpen = gpen_model.model.gpen
+        batch = min(batch_size, image.shape[0])
+        needed = 0
+        if tile_size != AUTO_TILE or recompute:
+            strategy = Strategy(tile_size or None, recompute)
+            needed = estimate_peak_bytes(gpen.config, gpen.dtype, batch, strategy)
+        mm.load_models_gpu([gpen_model], memory_required=needed)
+        budget = mm.get_free_memory(gpen.device) if tile_size == AUTO_TILE else None
+        bar = comfy.utils.ProgressBar(image.shape[0])
+
+        def progress(done: int, total: int) -> None:
+            mm.throw_exception_if_processing_interrupted()
+            bar.update_absolute(done, total)
+
+        out = enhance_comfy_images(
+            gpen, image, tile_size=tile_size, overlap=overlap, recompute=recompute, output_size=output_size,
+            batch_size=batch_size, memory_budget=budget, progress=progress,
+        )
+        return io.NodeOutput(out.to(mm.intermediate_device()))
+
+
+class GPENVRAMReport(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="GPENVRAMReport",
+            display_name="GPEN VRAM Report",
+            category="GPEN",
+            description="Memory of the device (NVML), PyTorch's allocator, and the last GPEN run. Connect anything "
+                        "to 'passthrough' to run it after that node.",
+            is_output_node=True,
+            not_idempotent=True,
+            inputs=[io.AnyType.Input("passthrough", optional=True)],
+            outputs=[io.AnyType.Output(display_name="passthrough"), io.String.Output(display_name="report")],
+        )
+
+    @classmethod
+    def execute(cls, passthrough=None) -> io.NodeOutput:
+        text = memory_report(mm.get_torch_device()).format()
+        return io.NodeOutput(passthrough, text, ui=ui.PreviewText(text))
+
+
+class GPENBenchmark(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="GPENBenchmark",
+            display_name="GPEN Benchmark",
+            category="GPEN",
+            description="Time, peak memory and error of each strategy (plain, tiled, recompute) with seeded "
+                        "weights of the official layout: no weights file needed.",
+            is_output_node=True,
+            not_idempotent=True,
+            inputs=[
+                io.Combo.Input("size", options=["256", "512", "1024", "2048"], default="512"),
+                io.Combo.Input("precisions", options=["fp32", "bf16", "fp16", "fp32+bf16", "fp32+fp16"], default="fp32+bf16"),
+                io.Int.Input("tile_size", default=256, min=16, max=2048, step=16),
+                io.Int.Input("repeat", default=1, min=1, max=10),
+                io.Boolean.Input("backward", default=False, tooltip="also time forward+backward with checkpointing"),
+            ],
+            outputs=[io.String.Output(display_name="table"), io.Image.Output(display_name="plot")],
+        )
+
+    @classmethod
+    def execute(cls, size, precisions, tile_size, repeat, backward) -> io.NodeOutput:
+        device = mm.get_torch_device()
+        mm.unload_all_models()
+        lines = [HEADER]
+        rows = bench_size(int(size), precisions.split("+"), tile_size, device, repeat, backward=backward,
+                          log=lambda line: (mm.throw_exception_if_processing_interrupted(), lines.append(line)))
+        text = "\n".join([f"GPEN benchmark on {device}"] + [HEADER] + [format_row(r) for r in rows])
+        import numpy as np
+
+        plot = torch.from_numpy(np.asarray(plot_rows(rows), dtype=np.float32) / 255.0)[None]
+        return io.NodeOutput(text, plot, ui=ui.PreviewText(text))

@@ -1,0 +1,16 @@
+"""The ComfyUI extension object listing the GPEN nodes (imported only by ComfyUI)."""
+from __future__ import annotations
+
+from comfy_api.latest import ComfyExtension, io
+
+from .model_folders import register_model_folders
+
+register_model_folders()
+
+from .comfy_nodes import GPENBenchmark, GPENEnhance, GPENVRAMReport, LoadGPENModel  # noqa: E402
+from .face_nodes import GPENFaceRestore, LoadFaceDetector  # noqa: E402
+
+
+class GPENExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return [LoadGPENModel, GPENEnhance, GPENFaceRestore, LoadFaceDetector, GPENVRAMReport, GPENBenchmark]

@@ -1,0 +1,127 @@
+"""greedy_nms against a plain loop written after torchvision's CPU kernel."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from gpen_core.face.nms import greedy_nms, strict_threshold_in_dtype
+
+
+def loop_nms(
+    boxes: np.ndarray, scores: np.ndarray, threshold: float, overlap: str = "iou", offset: float = 0.0
+) -> list[int]:
+    """Unvectorised greedy NMS in float32 with a float64 threshold comparison, stable order."""
+    boxes = boxes.astype(np.float32)
+    order = sorted(range(len(scores)), key=lambda i: -float(scores[i]))  # sorted() is stable
+    one = np.float32(offset)
+    areas = [(b[2] - b[0] + one) * (b[3] - b[1] + one) for b in boxes]
+    suppressed = [False] * len(boxes)
+    keep: list[int] = []
+    for rank, i in enumerate(order):
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        for j in order[rank + 1 :]:
+            if suppressed[j]:
+                continue
+            w = max(np.float32(0), min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0]) + one)
+            h = max(np.float32(0), min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1]) + one)
+            inter = np.float32(w * h)
+            if overlap == "iou":
+                value = inter / np.float32(areas[i] + areas[j] - inter)
+            else:
+                value = inter / min(areas[i], areas[j])
+            if float(value) > threshold:
+                suppressed[j] = True
+    return keep
+
+
+def random_boxes(
+    count: int, seed: int, tie_fraction: float = 0.2, canvas: float = 200.0
+) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0, canvas, size=(count, 2))
+    sizes = rng.uniform(5, 60, size=(count, 2))
+    boxes = np.concatenate([centres - sizes / 2, centres + sizes / 2], axis=1).astype(np.float32)
+    scores = rng.uniform(0, 1, size=count).astype(np.float32)
+    tied = rng.random(count) < tie_fraction
+    scores[tied] = np.float32(0.5)
+    return boxes, scores
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.7])
+def test_iou_nms_matches_loop(seed: int, threshold: float) -> None:
+    boxes, scores = random_boxes(300, seed)
+    expected = loop_nms(boxes, scores, threshold)
+    kept = greedy_nms(torch.from_numpy(boxes), torch.from_numpy(scores), threshold, block_size=64)
+    assert kept.tolist() == expected
+    assert 0 < len(expected) < 300  # the case is not trivial
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_min_overlap_with_pixel_offset_matches_loop(seed: int) -> None:
+    boxes, scores = random_boxes(200, seed)
+    expected = loop_nms(boxes, scores, 0.7, overlap="min", offset=1.0)
+    kept = greedy_nms(torch.from_numpy(boxes), torch.from_numpy(scores), 0.7, overlap="min", pixel_offset=1.0)
+    assert kept.tolist() == expected
+    plain = greedy_nms(torch.from_numpy(boxes), torch.from_numpy(scores), 0.7)
+    assert kept.tolist() != plain.tolist()  # the flavour actually changes the result here
+
+
+def test_block_size_does_not_change_result() -> None:
+    boxes, scores = random_boxes(700, 7)
+    reference = greedy_nms(torch.from_numpy(boxes), torch.from_numpy(scores), 0.4, block_size=4096)
+    for block_size in (1, 37, 512):
+        assert torch.equal(
+            greedy_nms(torch.from_numpy(boxes), torch.from_numpy(scores), 0.4, block_size=block_size),
+            reference,
+        )
+
+
+def test_suppressed_box_does_not_suppress() -> None:
+    # a overlaps b (IoU 0.6), b overlaps c (IoU 0.6), a and c barely overlap: keep a and c.
+    boxes = torch.tensor([[0, 0, 10, 10], [2.5, 0, 12.5, 10], [5, 0, 15, 10]], dtype=torch.float32)
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    assert greedy_nms(boxes, scores, 0.4).tolist() == [0, 2]
+
+
+def test_threshold_is_strict_and_compared_in_float64() -> None:
+    # IoU = 40 / 100 = float32(0.4) = 0.4000000059604645 > 0.4 (float64): suppressed, as in
+    # torchvision, whose kernel compares the float overlap with a double threshold.
+    boxes = torch.tensor([[0, 0, 10, 10], [0, 0, 10, 4]], dtype=torch.float32)
+    scores = torch.tensor([0.9, 0.8])
+    assert greedy_nms(boxes, scores, 0.4).tolist() == [0]
+    # IoU = 50 / 100 = 0.5 exactly: not strictly greater, kept.
+    boxes = torch.tensor([[0, 0, 10, 10], [0, 0, 10, 5]], dtype=torch.float32)
+    assert greedy_nms(boxes, scores, 0.5).tolist() == [0, 1]
+
+
+def test_strict_threshold_in_dtype() -> None:
+    for threshold in (0.4, 0.5, 0.7, 1 / 3):
+        value = strict_threshold_in_dtype(threshold, torch.float32, torch.device("cpu"))
+        assert float(value) <= threshold
+        above = torch.nextafter(value, torch.tensor(1.0))
+        assert float(above) > threshold
+
+
+def test_empty_and_bad_input() -> None:
+    assert greedy_nms(torch.zeros((0, 4)), torch.zeros(0), 0.5).numel() == 0
+    with pytest.raises(ValueError, match=r"\(N, 4\)"):
+        greedy_nms(torch.zeros((3, 5)), torch.zeros(3), 0.5)
+    with pytest.raises(ValueError, match="scores"):
+        greedy_nms(torch.zeros((3, 4)), torch.zeros(2), 0.5)
+
+
+def test_thousands_of_boxes_are_fast() -> None:
+    # spread out: most boxes survive, the worst case for greedy NMS
+    boxes, scores = random_boxes(5000, 11, tie_fraction=0.0, canvas=2000.0)
+    start = time.perf_counter()
+    kept = greedy_nms(torch.from_numpy(boxes), torch.from_numpy(scores), 0.4)
+    elapsed = time.perf_counter() - start
+    assert kept.numel() > 2000
+    assert elapsed < 5.0, f"NMS of 5000 boxes took {elapsed:.2f} s"

@@ -1,0 +1,90 @@
+"""The nodes' logic, without ComfyUI: the pack is imported as a package, as ComfyUI does."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pytest
+import torch
+
+from helpers import REPO_ROOT, TINY
+
+
+@pytest.fixture(scope="module")
+def pack():
+    """The repository imported as the package ``comfyui_gpen`` (relative imports as in ComfyUI)."""
+    if "comfyui_gpen" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "comfyui_gpen", REPO_ROOT / "__init__.py", submodule_search_locations=[str(REPO_ROOT)]
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["comfyui_gpen"] = module
+        spec.loader.exec_module(module)
+    importlib.import_module("comfyui_gpen.nodes.logic")
+    return sys.modules["comfyui_gpen"]
+
+
+@pytest.fixture(scope="module")
+def model(pack):
+    core = importlib.import_module("comfyui_gpen.gpen_core")
+    return core.build_model(core.seeded_state_dict(TINY, 4))
+
+
+def test_importing_the_pack_needs_no_comfyui(pack):
+    assert "comfy" not in sys.modules and "folder_paths" not in sys.modules
+    assert callable(pack.comfy_entrypoint) and pack.WEB_DIRECTORY == "./web"
+
+
+def test_layout_round_trip(pack):
+    logic = pack.nodes.logic
+    images = torch.rand(2, 40, 30, 3)
+    assert torch.equal(logic.bchw_to_comfy(logic.comfy_to_bchw(images)), images)
+    assert logic.comfy_to_bchw(torch.rand(40, 30, 3)).shape == (1, 3, 40, 30)
+    with pytest.raises(ValueError, match=r"\(B, H, W, C\).*\(2, 40, 30, 7\)"):
+        logic.comfy_to_bchw(torch.rand(2, 40, 30, 7))
+
+
+def test_widget_values_map_to_core_options(pack):
+    options = pack.nodes.logic.forward_options
+    assert options(0, -1, False) == {"tile_size": "auto", "overlap": None, "recompute": False}
+    assert options(256, 8, True) == {"tile_size": 256, "overlap": 8, "recompute": True}
+    with pytest.raises(ValueError, match="overlap"):
+        options(256, -2, False)
+
+
+def test_enhance_node_logic(pack, model):
+    logic = pack.nodes.logic
+    images = torch.rand(3, 50, 70, 3)
+    steps = []
+    out = logic.enhance_comfy_images(model, images, tile_size=32, progress=lambda d, t: steps.append((d, t)))
+    assert out.shape == (3, 64, 64, 3) and out.dtype == torch.float32 and out.device.type == "cpu"
+    assert steps[-1] == (12, 12)  # 3 images x 4 tiles
+    same = logic.enhance_comfy_images(model, images, tile_size=0, output_size="input size", batch_size=2)
+    assert same.shape == (3, 50, 70, 3)
+    with pytest.raises(ValueError, match="output_size"):
+        logic.enhance_comfy_images(model, images, output_size="huge")
+
+
+class CentreFaceDetector:
+    """A stand-in detector: one face with landmarks at the template, scaled to the image centre."""
+
+    name, device, default_score_threshold = "stub", torch.device("cpu"), 0.5
+
+    def detect_rgb255(self, image, score_threshold, min_face_size):
+        from comfyui_gpen.gpen_core.face.align import reference_points
+        from comfyui_gpen.gpen_core.face.result import FaceDetections
+
+        h, w = image.shape[-2:]
+        points = reference_points(64, dtype=torch.float32) * (min(h, w) / 64)
+        return FaceDetections(torch.tensor([[0.0, 0.0, w, h]]), torch.tensor([0.99]), points[None], (h, w))
+
+
+def test_face_restore_node_logic(pack, model):
+    logic = pack.nodes.logic
+    images = torch.rand(2, 96, 96, 3)
+    out, before, after, mask = logic.restore_comfy_images(model, CentreFaceDetector(), images, fidelity=1.0)
+    assert out.shape == images.shape and mask.shape == (2, 96, 96)
+    assert before.shape == after.shape == (2, 64, 64, 3)
+    outside = mask == 0
+    assert torch.equal(out[outside], images[outside])
+    assert not torch.allclose(out, images)
