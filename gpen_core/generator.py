@@ -199,12 +199,14 @@ class GPEN(nn.Module):
             features.append(x)
         return features
 
-    def prepare_input(self, image: torch.Tensor) -> torch.Tensor:
-        """Check ``(B, 3, S, S)`` and move the image to the model's device, dtype and channels-last layout."""
+    def prepare_input(self, image: torch.Tensor, *, channels_last: bool = True) -> torch.Tensor:
+        """Check ``(B, 3, S, S)`` and move the image to the model's device and dtype (and channels-last
+        layout, unless the caller converts crops itself: the tiled forward never copies the whole image)."""
         s = self.config.size
         if image.dim() != 4 or image.shape[1] != 3 or image.shape[2] != s or image.shape[3] != s:
             raise ValueError(f"GPEN-{s} expects an image of shape (B, 3, {s}, {s}); got {tuple(image.shape)}")
-        return image.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
+        image = image.to(self.device, self.dtype)
+        return image.contiguous(memory_format=torch.channels_last) if channels_last else image
 
     # ------------------------------------------------------------------ latent
     def latent(self, f4: torch.Tensor) -> torch.Tensor:
@@ -291,8 +293,9 @@ class GPEN(nn.Module):
         s = styles.levels[level - 1]
         up, conv = g.convs[2 * level - 2], g.convs[2 * level - 1]
         skip = state.rgb
-        a, b = self._styled_conv(up, state.release(), feature, s.up)
-        a, b = self._styled_conv(conv, [a, b], feature, s.conv)
+        # No local names for the upsampling conv's output: the 3x3 conv frees each half
+        # as soon as it has used it.
+        a, b = self._styled_conv(conv, list(self._styled_conv(up, state.release(), feature, s.up)), feature, s.conv)
         return DecoderState(a, b, self._to_rgb(g.to_rgbs[level - 1], a, b, s.rgb, skip))
 
     # ------------------------------------------------------------------ whole forward
@@ -325,7 +328,7 @@ class GPEN(nn.Module):
         if tile_size is not None or recompute:
             from .tiled import TiledRun
 
-            x = self.prepare_input(image)
+            x = self.prepare_input(image, channels_last=False)
             return TiledRun(self, x, tile_size or self.config.size, overlap, recompute, progress).run()
         if overlap is not None:
             raise ValueError("overlap only applies to a tiled forward; give tile_size too")

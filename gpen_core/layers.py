@@ -104,36 +104,20 @@ class ModulatedConv(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(_weight_storage(c_out, c_in, kernel_size, transposed=upsample))
         self.fan_in = c_in * kernel_size * kernel_size
-        self._norms_key: tuple | None = None
-        self._norms: torch.Tensor | None = None
-        self.register_load_state_dict_post_hook(ModulatedConv._clear_norms)
         self.demodulate = demodulate
         self.upsample = upsample
         if upsample:  # registered before `modulation`, as officially: state-dict order
             self.blur = FIRKernel(upsample_factor=2)
         self.modulation = EqualLinear(style_dim, c_in, bias_init=1.0)
 
-    @staticmethod
-    def _clear_norms(module: "ModulatedConv", _incompatible_keys) -> None:
-        module._norms_key = module._norms = None
-
     def squared_norms(self) -> torch.Tensor | None:
         """``(C_out, C_in)`` float32 sums of ``W^2`` over the taps (for demodulation), or None.
 
-        Cached between calls while the weight is unchanged (same storage, dtype and version;
-        inference tensors have no version, so ``load_state_dict`` also clears the cache);
-        recomputed, and differentiable, whenever gradients flow to the weight.
+        Computed once per forward (all tiles share it), without a temporary copy of the weight.
         """
         if not self.demodulate:
             return None
-        w = self.weight
-        if torch.is_grad_enabled() and w.requires_grad:
-            return w[0].float().pow(2).sum((2, 3))
-        key = (w.data_ptr(), -1 if w.is_inference() else w._version, w.dtype, w.device)
-        if key != self._norms_key:
-            self._norms = w.detach()[0].float().pow(2).sum((2, 3))
-            self._norms_key = key
-        return self._norms
+        return torch.linalg.vector_norm(self.weight[0], dim=(2, 3), dtype=torch.float32).square()
 
     def scales(self, w: torch.Tensor, input_gain: float) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Input and output scales for the latent ``w (B, style_dim)``; see :func:`modulation_scales`."""

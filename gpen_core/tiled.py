@@ -48,14 +48,14 @@ class TileRegions:
         h: where the level's features ``(a, b)`` are computed.
         u: where its upsampling conv output is computed (``h`` grown by 1 for the 3x3 conv).
         rgb: where its RGB is computed.
-        enc: where the encoder feature is needed (recompute: computed) at each resolution.
+
+    The encoder feature of level ``r`` is needed over ``u[r]`` (both styled convs read it).
     """
 
     out: Region
     h: dict[int, Region]
     u: dict[int, Region]
     rgb: dict[int, Region]
-    enc: dict[int, Region]
 
 
 def whole_levels_below(tile_size: int, size: int) -> int:
@@ -79,14 +79,7 @@ def plan_tile(out: Region, size: int, r0: int, overlap: int | None) -> TileRegio
             h_below, rgb_below = h_below.clip(allowed), rgb_below.clip(allowed)
         h[r // 2], rgb[r // 2] = h_below, rgb_below
         r //= 2
-    enc = {}
-    need: Region | None = None
-    r = 2 * r0
-    while r <= size:  # bottom-up: each tiled level's own need, plus what the stage below reads
-        need = u[r] if need is None else u[r].hull(need.map(encoder_downsample_needs))
-        enc[r] = need
-        r *= 2
-    return TileRegions(out, h, u, rgb, enc)
+    return TileRegions(out, h, u, rgb)
 
 
 def tile_grid(size: int, tile: int) -> list[Interval]:
@@ -165,7 +158,7 @@ class TiledRun:
         while r >= lowest:
             index = self._stage_index(r)
             if index == 0:
-                inp = image.take(regions[r])
+                inp = image.take(regions[r]).contiguous(memory_format=torch.channels_last)
             else:
                 inp = x.take(regions[r].map(encoder_downsample_needs))
             out = self.model.encode_stage(index, inp, pad=False)
@@ -173,7 +166,11 @@ class TiledRun:
             if r in needs:
                 crops[r] = x
             r //= 2
-        return {r: Crop(c.take(needs[r]), needs[r]) if c.region != needs[r] else c for r, c in crops.items()}
+        # Copies trimmed to what is needed, so the larger stage outputs can be freed.
+        return {
+            r: c if c.region == needs[r] else Crop(c.take(needs[r]).contiguous(memory_format=torch.channels_last), needs[r])
+            for r, c in crops.items()
+        }
 
     def encode_whole_levels(self) -> dict[int, torch.Tensor]:
         """Encoder features at resolutions ``<= r0`` (whole), the only ones kept with recompute."""
@@ -214,13 +211,14 @@ class TiledRun:
             s = styles.levels[level - 1]
             up, conv, to_rgb = g.convs[2 * level - 2], g.convs[2 * level - 1], g.to_rgbs[level - 1]
             u, h, rgb_region = plan.u[r], plan.h[r], plan.rgb[r]
-            feature = enc[r]
+            feature = enc.pop(r) if self.recompute else enc[r]  # recomputed crops: free after their level
             # Upsampling conv over u: transposed conv + blur computed with padding, then cropped.
             src = u.map(modulated_upsample_needs)
             y = modulated_conv2d(
                 [a_prev.take(src), b_prev.take(src)], up.conv.weight, s.up[0], s.up[1],
                 upsample=True, blur_kernel=up.conv.blur.kernel,
             )
+            a_prev = b_prev = None  # the level below is no longer needed
             y = Crop(y, Region(Interval(2 * src.rows.lo, 2 * src.rows.hi), Interval(2 * src.cols.lo, 2 * src.cols.hi)))
             a = zero_outside(bias_leaky_relu_(y.take(u).contiguous(memory_format=torch.channels_last),
                                               up.activate.bias[: y.tensor.shape[1]]), u, r)
@@ -272,7 +270,7 @@ class TiledRun:
                 core = Region(rows, cols)
                 region = core.grow(blend).clip(Region.whole(self.size))
                 plan = plan_tile(region, self.size, self.r0, self.overlap)
-                enc = self.encode_crops(plan.enc) if self.recompute else full
+                enc = self.encode_crops(dict(plan.u)) if self.recompute else full
                 tile = self._decode_tile(plan, low, enc, styles)
                 del enc
                 view = out[:, :, region.rows.lo : region.rows.hi, region.cols.lo : region.cols.hi]

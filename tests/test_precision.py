@@ -12,10 +12,11 @@ from helpers import TINY
 
 
 @pytest.mark.parametrize("precision,dtype,tolerance", [("bf16", torch.bfloat16, 0.3), ("fp16", torch.float16, 0.05)])
-def test_half_precision_runs_in_half(tiny_state, precision, dtype, tolerance):
-    x = g.seeded_input(TINY.size, 1)
-    reference = g.load_model(tiny_state, device="cpu")
-    model = g.load_model(tiny_state, device="cpu", precision=precision)
+def test_half_precision_runs_in_half(precision, dtype, tolerance):
+    state = g.seeded_state_dict(g.GPENConfig(128, 2, 0.25), 3)  # activations dominate at this size
+    x = g.seeded_input(128, 1)
+    reference = g.load_model(state, device="cpu")
+    model = g.load_model(state, device="cpu", precision=precision)
     assert model.dtype == dtype
     assert model.generator.convs[0].conv.weight.dtype == dtype
     assert all(p.dtype == torch.float32 for m in model.modules() if isinstance(m, EqualLinear) for p in m.parameters())
@@ -25,7 +26,7 @@ def test_half_precision_runs_in_half(tiny_state, precision, dtype, tolerance):
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
     error = float((out - out_ref).abs().max())
     assert 0 < error < tolerance
-    assert peak < 0.6 * peak_ref  # activations are half-size
+    assert peak < 0.55 * peak_ref  # activations are half-size
 
 
 def test_auto_is_fp32_on_cpu(tiny_state):

@@ -1,0 +1,299 @@
+"""Helpers for the ComfyUI end-to-end test (``test_comfyui_e2e.py``): HTTP, server process, workflow files.
+
+Nothing here imports ComfyUI: the test talks to a real server over HTTP only.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS_DIR = REPO_ROOT / "workflows"
+API_DIR = WORKFLOWS_DIR / "api"
+PHOTOS_DIR = REPO_ROOT.parent / "shared" / "photos"
+PACK_NAME = "ComfyUI-GPEN"
+
+UI_ONLY_TYPES = frozenset({"Note", "MarkdownNote"})
+"""Frontend-only node types: no server class, left out of the API format."""
+WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
+CONTROL_VALUES = frozenset({"fixed", "increment", "decrement", "randomize"})
+
+
+def ui_workflows() -> list[Path]:
+    """The UI-format workflows the server lists as templates (top level of ``workflows/``)."""
+    return sorted(WORKFLOWS_DIR.glob("*.json"))
+
+
+def api_workflows() -> list[Path]:
+    return sorted(API_DIR.glob("*.json"))
+
+
+def load_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------------------------- HTTP
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(url: str, data: Any = None, timeout: float = 30) -> tuple[int, bytes, str]:
+    """GET (or POST ``data`` as JSON): (status, body, content type). HTTP errors are returned, not raised."""
+    body = None if data is None else json.dumps(data).encode()
+    req = urllib.request.Request(url, body, {"Content-Type": "application/json"} if body else {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read(), r.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), e.headers.get("Content-Type", "")
+
+
+def http_json(url: str, data: Any = None, timeout: float = 30) -> Any:
+    status, body, _ = http(url, data, timeout)
+    if status != 200:
+        raise AssertionError(f"{url} answered {status}: {body[:2000].decode(errors='replace')}")
+    return json.loads(body)
+
+
+# ------------------------------------------------------------------------------------------- server
+class ComfyServer:
+    """A ComfyUI process started by the test: ``main.py --base-directory BASE`` on 127.0.0.1."""
+
+    def __init__(self, python: str, comfyui_dir: Path, base: Path, port: int, extra_args: list[str]) -> None:
+        self.base = base
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = base / "comfyui.log"
+        cmd = [python, "main.py", "--listen", "127.0.0.1", "--port", str(port), "--base-directory", str(base),
+               "--database-url", "sqlite:///:memory:", *extra_args]
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(cmd, cwd=comfyui_dir, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+
+    def log_tail(self, chars: int = 6000) -> str:
+        self._log.flush()
+        text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return text[-chars:]
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise AssertionError(f"ComfyUI exited with code {self.proc.returncode} before answering.\n"
+                                     f"--- log tail ({self.log_path}) ---\n{self.log_tail()}")
+            try:
+                if http(self.url + "/system_stats", timeout=5)[0] == 200:
+                    return
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"ComfyUI did not answer within {timeout:.0f} s.\n"
+                             f"--- log tail ({self.log_path}) ---\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.alive():
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=20)
+        self._log.close()
+
+    def get(self, path: str) -> Any:
+        return http_json(self.url + path)
+
+    def run_prompt(self, prompt: dict, timeout: float) -> dict:
+        """POST /prompt, then poll /history/<id> until it is there: the history entry."""
+        status, body, _ = http(self.url + "/prompt", {"prompt": prompt, "client_id": "gpen-e2e"})
+        assert status == 200, f"/prompt refused the workflow ({status}): {body.decode(errors='replace')[:4000]}"
+        answer = json.loads(body)
+        assert answer.get("node_errors") == {}, answer
+        prompt_id = answer["prompt_id"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            history = self.get(f"/history/{urllib.parse.quote(prompt_id)}")
+            if prompt_id in history:
+                return history[prompt_id]
+            assert self.alive(), f"ComfyUI died while running the prompt.\n{self.log_tail()}"
+            time.sleep(0.5)
+        http(self.url + "/interrupt", {"prompt_id": prompt_id})
+        raise AssertionError(f"prompt {prompt_id} not finished after {timeout:.0f} s.\n{self.log_tail()}")
+
+
+def execution_error(entry: dict) -> str:
+    """The execution_error message of a history entry, formatted for an assertion message."""
+    for event, data in entry.get("status", {}).get("messages", []):
+        if event == "execution_error":
+            return (f"node {data.get('node_id')} ({data.get('node_type')}): {data.get('exception_type')}: "
+                    f"{data.get('exception_message')}\n" + "".join(data.get("traceback") or []))
+    return json.dumps(entry.get("status"), indent=1)[:4000]
+
+
+# ------------------------------------------------------------------------------ UI -> API conversion
+def _is_widget(spec: list) -> bool:
+    kind = spec[0]
+    options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    return (isinstance(kind, list) or kind in WIDGET_TYPES) and not options.get("forceInput")
+
+
+def convert_ui_to_api(workflow: dict, object_info: dict) -> dict:
+    """A minimal UI -> API converter (what the frontend's "Export (API)" does) for flat graphs.
+
+    Maps ``widgets_values`` onto the widget inputs in /object_info ``input_order`` (skipping the
+    control_after_generate and upload-button values), links onto ``[source id, slot]``. Notes are
+    dropped, muted nodes left out. Not handled (raises): bypassed nodes, subgraphs, primitives, reroutes.
+    """
+    links = {link[0]: link for link in workflow["links"]}
+    skipped = {n["id"] for n in workflow["nodes"] if n["type"] in UI_ONLY_TYPES or n.get("mode", 0) == 2}
+    api: dict[str, dict] = {}
+    for node in workflow["nodes"]:
+        if node["id"] in skipped:
+            continue
+        if node.get("mode", 0) != 0 or node["type"] not in object_info:
+            raise NotImplementedError(f"node {node['id']} ({node['type']}, mode {node.get('mode')}): "
+                                      "the minimal converter handles only plain server nodes")
+        info = object_info[node["type"]]
+        specs = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
+        order = info["input_order"].get("required", []) + info["input_order"].get("optional", [])
+        inputs: dict[str, Any] = {}
+        linked = {}
+        for slot in node.get("inputs", []):
+            if slot.get("link") is not None:
+                _, src, src_slot, *_ = links[slot["link"]]
+                if src not in skipped:
+                    linked[slot["name"]] = [str(src), src_slot]
+        values = list(node.get("widgets_values") or [])
+        for name in order:
+            spec = specs[name]
+            if not _is_widget(spec) or not values:
+                continue
+            value = values.pop(0)
+            if name not in linked:
+                inputs[name] = value
+            options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+            seed_like = spec[0] == "INT" and name in ("seed", "noise_seed")
+            if (options.get("control_after_generate") or seed_like) and values and values[0] in CONTROL_VALUES:
+                values.pop(0)
+            if any(key.endswith("_upload") and flag for key, flag in options.items()) and values:
+                values.pop(0)  # the upload button's value (LoadImage: "image")
+        inputs.update(linked)
+        title = node.get("title") or info.get("display_name") or node["type"]
+        api[str(node["id"])] = {"inputs": inputs, "class_type": node["type"], "_meta": {"title": title}}
+    return api
+
+
+def convert(workflow: dict, object_info: dict) -> tuple[dict, str]:
+    """Convert with comfy-cli's converter when it is importable here, else with the minimal one."""
+    try:
+        from comfy_cli.workflow_to_api import convert_ui_to_api as comfy_cli_convert
+    except ImportError:
+        return convert_ui_to_api(workflow, object_info), "tests/e2e_support.py"
+    return comfy_cli_convert(workflow, object_info), "comfy-cli"
+
+
+def class_types(api: dict) -> Counter:
+    return Counter(node["class_type"] for node in api.values())
+
+
+def check_ui_structure(workflow: dict) -> list[str]:
+    """Problems in a UI-format (schema 0.4) workflow: missing keys, dangling or inconsistent links."""
+    problems = [f"missing key {k!r}" for k in ("last_node_id", "last_link_id", "nodes", "links", "version")
+                if k not in workflow]
+    if problems:
+        return problems
+    nodes = {}
+    for n in workflow["nodes"]:
+        missing = [k for k in ("id", "type", "pos", "size", "flags", "order", "mode", "properties") if k not in n]
+        if missing:
+            problems.append(f"node {n.get('id')}: missing {missing}")
+        if n.get("id") in nodes:
+            problems.append(f"duplicate node id {n['id']}")
+        nodes[n.get("id")] = n
+    ids = [n for n in nodes if isinstance(n, int)]
+    if ids and workflow["last_node_id"] < max(ids):
+        problems.append("last_node_id is below the largest node id")
+    link_ids = [link[0] for link in workflow["links"]]
+    if len(set(link_ids)) != len(link_ids):
+        problems.append("duplicate link ids")
+    if link_ids and workflow["last_link_id"] < max(link_ids):
+        problems.append("last_link_id is below the largest link id")
+    for link_id, src, src_slot, dst, dst_slot, _type in workflow["links"]:
+        if src not in nodes or dst not in nodes:
+            problems.append(f"link {link_id}: unknown node")
+            continue
+        outputs = nodes[src].get("outputs") or []
+        inputs = nodes[dst].get("inputs") or []
+        if src_slot >= len(outputs) or link_id not in (outputs[src_slot].get("links") or []):
+            problems.append(f"link {link_id}: not listed on output {src_slot} of node {src}")
+        if dst_slot >= len(inputs) or inputs[dst_slot].get("link") != link_id:
+            problems.append(f"link {link_id}: not the link of input {dst_slot} of node {dst}")
+    for n in nodes.values():
+        for slot in n.get("inputs") or []:
+            if slot.get("link") is not None and slot["link"] not in link_ids:
+                problems.append(f"node {n['id']} input {slot['name']}: unknown link {slot['link']}")
+        for slot in n.get("outputs") or []:
+            for link_id in slot.get("links") or []:
+                if link_id not in link_ids:
+                    problems.append(f"node {n['id']} output {slot['name']}: unknown link {link_id}")
+    return problems
+
+
+# -------------------------------------------------------------------------------- expected outputs
+def expected_sizes(api: dict, ref: list, input_dir: Path, model_size: int) -> list[tuple[int, int]] | None:
+    """(width, height) of each image of the IMAGE at ``ref`` = [node id, slot]; None where not predictable.
+
+    Knows the nodes the shipped workflows use; any other node (e.g. one added later) gives None, and the
+    test then only checks that the images are plausible.
+    """
+    node = api[ref[0]]
+    kind, inputs = node["class_type"], node["inputs"]
+
+    def upstream(name: str):
+        value = inputs.get(name)
+        return expected_sizes(api, value, input_dir, model_size) if isinstance(value, list) else None
+
+    if kind == "LoadImage":
+        from PIL import Image
+
+        with Image.open(input_dir / inputs["image"]) as im:
+            return [im.size]
+    if kind == "ImageCrop":  # same clamping as ComfyUI's ImageCrop
+        sizes = upstream("image")
+        if sizes is None:
+            return None
+        out = []
+        for w, h in sizes:
+            x, y = min(inputs["x"], w - 1), min(inputs["y"], h - 1)
+            out.append((min(x + inputs["width"], w) - x, min(y + inputs["height"], h) - y))
+        return out
+    if kind == "ImageBatch":  # image2 is resized to image1's size
+        first, second = upstream("image1"), upstream("image2")
+        if first is None or second is None:
+            return None
+        return first + [first[0]] * len(second)
+    if kind == "RepeatImageBatch":
+        sizes = upstream("image")
+        return None if sizes is None else sizes * inputs["amount"]
+    if kind == "GPENVRAMReport" and ref[1] == 0:
+        return upstream("passthrough")
+    if kind == "GPENEnhance":
+        sizes = upstream("image")
+        if sizes is None:
+            return None
+        return sizes if inputs["output_size"] == "input size" else [(model_size, model_size)] * len(sizes)
+    if kind == "GPENFaceRestore" and ref[1] == 0:  # the restored photos keep their size
+        return upstream("image")
+    return None

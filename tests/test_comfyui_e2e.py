@@ -1,0 +1,261 @@
+"""End to end: a real ComfyUI server loads the pack, lists the workflow templates and runs every API workflow.
+
+Needs a ComfyUI checkout: ``COMFYUI_DIR=/path/to/ComfyUI`` (and ``COMFYUI_PYTHON``, the interpreter of its
+environment; default: this one). Without it the server tests are skipped; the checks of the workflow files
+themselves always run. The test talks HTTP only and never imports ComfyUI. The server runs with
+``--base-directory`` in a temporary folder (the pack is symlinked into its custom_nodes/), on a free port,
+with ``--cpu`` unless ``COMFYUI_ARGS`` says otherwise; seeded GPEN-BFR-256 weights (no download) are written
+under every model name the workflows use, so the images are noise, but their sizes and the plumbing are real.
+"""
+from __future__ import annotations
+
+import io
+import os
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+import e2e_support as s
+import gpen_core as g
+
+MODEL_SIZE = 256
+"""The test weights: GPEN-BFR-256 layout (fast on a CPU), whatever the file is called."""
+START_TIMEOUT = 120
+RUN_TIMEOUT = 300
+EXPECTED_INPUTS = {
+    "GPENModelLoader": {"model_name": "COMBO", "precision": "COMBO", "device": "COMBO", "input_range": "COMBO"},
+    "GPENEnhance": {"image": "IMAGE", "gpen_model": "GPEN_MODEL", "tile_size": "INT", "overlap": "INT",
+                    "recompute": "BOOLEAN", "output_size": "COMBO", "batch_size": "INT"},
+    "GPENVRAMReport": {"passthrough": "*"},
+    "GPENFaceDetectorLoader": {"detector": "COMBO", "device": "COMBO"},
+    "GPENFaceRestore": {"image": "IMAGE", "gpen_model": "GPEN_MODEL", "face_detector": "GPEN_FACE_DETECTOR",
+                        "fidelity": "FLOAT", "score_threshold": "FLOAT", "min_face_size": "INT",
+                        "selection": "COMBO", "max_faces": "INT", "tile_size": "INT"},
+    "GPENBenchmark": {"size": "COMBO", "precisions": "COMBO", "tile_size": "INT", "repeat": "INT",
+                      "backward": "BOOLEAN"},
+}
+EXPECTED_OUTPUTS = {
+    "GPENModelLoader": ["GPEN_MODEL"],
+    "GPENEnhance": ["IMAGE"],
+    "GPENVRAMReport": ["*", "STRING"],
+    "GPENFaceDetectorLoader": ["GPEN_FACE_DETECTOR"],
+    "GPENFaceRestore": ["IMAGE", "IMAGE", "IMAGE", "MASK"],
+    "GPENBenchmark": ["STRING", "IMAGE"],
+}
+UI_FILES = s.ui_workflows()
+API_FILES = s.api_workflows()
+
+
+# ------------------------------------------------------------------------------------ fixtures
+def _model_names(prompts: list[dict]) -> set[str]:
+    """Weights file names the workflows load: ``model_name`` of every GPEN node."""
+    return {node["inputs"]["model_name"] for prompt in prompts for node in prompt.values()
+            if node["class_type"].startswith("GPEN") and isinstance(node["inputs"].get("model_name"), str)}
+
+
+def _image_names(prompts: list[dict]) -> set[str]:
+    return {node["inputs"]["image"] for prompt in prompts for node in prompt.values()
+            if node["class_type"] == "LoadImage"}
+
+
+def _write_input_image(name: str, dest: Path) -> None:
+    """The shared test photo of that name, else a synthetic face-like picture."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    photo = s.PHOTOS_DIR / Path(name).name
+    if photo.is_file():
+        shutil.copyfile(photo, dest)
+        return
+    yy, xx = np.mgrid[0:512, 0:384]
+    im = Image.fromarray(np.stack([xx * 255 // 383, yy * 255 // 511, (xx + yy) % 256], -1).astype(np.uint8))
+    draw = ImageDraw.Draw(im)
+    draw.ellipse((92, 110, 292, 380), fill=(225, 190, 160))
+    draw.ellipse((140, 200, 170, 220), fill=(40, 40, 40))
+    draw.ellipse((214, 200, 244, 220), fill=(40, 40, 40))
+    draw.arc((150, 280, 234, 330), 20, 160, fill=(120, 40, 40), width=5)
+    im.save(dest)
+
+
+def _provide_mtcnn_weights(dest: Path) -> None:
+    """Copy MTCNN's weights (from this environment's facenet-pytorch) where the detector loader looks.
+
+    Without facenet-pytorch here, the face workflows rely on ComfyUI's environment having it (or
+    RetinaFace weights); otherwise they fail with the loader's message saying what to install.
+    """
+    from gpen_core.face.mtcnn import find_facenet_pytorch_data_dir
+
+    found = find_facenet_pytorch_data_dir()
+    if found is None:
+        return
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("pnet.pt", "rnet.pt", "onet.pt"):
+        shutil.copyfile(found / name, dest / name)
+
+
+@pytest.fixture(scope="module")
+def comfy(tmp_path_factory) -> s.ComfyServer:
+    comfyui_dir = os.environ.get("COMFYUI_DIR")
+    if not comfyui_dir:
+        pytest.skip("set COMFYUI_DIR to a ComfyUI checkout (and COMFYUI_PYTHON to its interpreter) to run")
+    comfyui_dir = Path(comfyui_dir)
+    if not (comfyui_dir / "main.py").is_file():
+        pytest.skip(f"COMFYUI_DIR={comfyui_dir} has no main.py")
+    python = os.environ.get("COMFYUI_PYTHON") or sys.executable
+    extra_args = shlex.split(os.environ.get("COMFYUI_ARGS", "--cpu"))
+
+    base = tmp_path_factory.mktemp("comfyui-base")
+    (base / "custom_nodes").mkdir()
+    (base / "custom_nodes" / s.PACK_NAME).symlink_to(s.REPO_ROOT, target_is_directory=True)
+    prompts = [s.load_json(p) for p in API_FILES]
+    weights = g.seeded_state_dict(g.GPENConfig(MODEL_SIZE, 1, 0.5), 1)
+    for name in sorted(_model_names(prompts) | {"GPEN-BFR-512.pth"}):
+        (base / "models" / "gpen" / name).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(weights, base / "models" / "gpen" / name)
+    del weights
+    _provide_mtcnn_weights(base / "models" / "facedetection" / "mtcnn")
+    for name in _image_names(prompts):
+        _write_input_image(name, base / "input" / name)
+
+    server = s.ComfyServer(python, comfyui_dir, base, s.free_port(), extra_args)
+    try:
+        server.wait_ready(START_TIMEOUT)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def object_info(comfy) -> dict:
+    return comfy.get("/object_info")
+
+
+# ------------------------------------------------------------------- the files (no server needed)
+def test_workflow_files_are_paired():
+    assert UI_FILES, "no workflows/*.json"
+    ui = {p.stem for p in UI_FILES}
+    assert ui == {p.stem for p in API_FILES}, "every workflows/X.json needs workflows/api/X.json and back"
+    assert not list((s.WORKFLOWS_DIR / "api").glob("*.jpg"))
+    for stem in sorted(ui):
+        thumb = s.WORKFLOWS_DIR / f"{stem}.jpg"
+        assert thumb.is_file(), f"no thumbnail {thumb.name}"
+        with Image.open(thumb) as im:
+            assert im.format == "JPEG" and min(im.size) >= 64
+
+
+@pytest.mark.parametrize("path", UI_FILES, ids=lambda p: p.stem)
+def test_ui_workflow_structure(path):
+    workflow = s.load_json(path)
+    assert workflow.get("version") == 0.4
+    assert s.check_ui_structure(workflow) == []
+    for node in workflow["nodes"]:
+        assert node["properties"].get("Node name for S&R") in (None, node["type"]), node["id"]
+
+
+@pytest.mark.parametrize("path", API_FILES, ids=lambda p: p.stem)
+def test_api_workflow_structure(path):
+    prompt = s.load_json(path)
+    assert prompt and all(set(node) >= {"class_type", "inputs"} for node in prompt.values())
+    for node_id, node in prompt.items():
+        for name, value in node["inputs"].items():
+            if isinstance(value, list):
+                assert value[0] in prompt, f"node {node_id} input {name} links to a missing node {value[0]}"
+
+
+# ------------------------------------------------------------------------------ against the server
+@pytest.mark.e2e
+def test_object_info_lists_the_nodes(object_info):
+    for node_id, inputs in EXPECTED_INPUTS.items():
+        assert node_id in object_info, f"{node_id} is not registered"
+        info = object_info[node_id]
+        assert info["python_module"] == f"custom_nodes.{s.PACK_NAME}"
+        declared = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
+        got = {name: (spec[0] if isinstance(spec[0], str) else "COMBO") for name, spec in declared.items()}
+        assert {k: got.get(k) for k in inputs} == inputs, f"{node_id} inputs: {got}"
+        assert info["output"] == EXPECTED_OUTPUTS[node_id]
+    loader = object_info["GPENModelLoader"]["input"]["required"]
+    assert "GPEN-BFR-512.pth" in loader["model_name"][1]["options"]
+    assert set(loader["precision"][1]["options"]) >= {"auto", "fp32", "fp16", "bf16"}
+    assert object_info["GPENEnhance"]["input"]["required"]["output_size"][1]["options"] == ["model size", "input size"]
+
+
+@pytest.mark.e2e
+def test_workflow_templates_are_listed_and_served(comfy):
+    listed = comfy.get("/workflow_templates")
+    assert sorted(listed.get(s.PACK_NAME, [])) == sorted(p.stem for p in UI_FILES)
+    for path in UI_FILES:
+        assert comfy.get(f"/api/workflow_templates/{s.PACK_NAME}/{path.name}") == s.load_json(path)
+        status, body, kind = s.http(f"{comfy.url}/api/workflow_templates/{s.PACK_NAME}/{path.stem}.jpg")
+        assert status == 200 and kind.startswith("image/jpeg") and body == path.with_suffix(".jpg").read_bytes()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("path", UI_FILES, ids=lambda p: p.stem)
+def test_ui_workflow_converts_to_its_api_twin(path, object_info):
+    twin = s.load_json(s.API_DIR / path.name)
+    converted, by = s.convert(s.load_json(path), object_info)
+    assert s.class_types(converted) == s.class_types(twin), f"node types differ (converted by {by})"
+    assert {k: (v["class_type"], v["inputs"]) for k, v in converted.items()} == \
+        {k: (v["class_type"], v["inputs"]) for k, v in twin.items()}, f"inputs differ (converted by {by})"
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.parametrize("path", API_FILES, ids=lambda p: p.stem)
+def test_api_workflow_runs(path, comfy, object_info):
+    prompt = s.load_json(path)
+    unknown = sorted({n["class_type"] for n in prompt.values()} - set(object_info))
+    assert not unknown, f"node types not on the server: {unknown}"
+    started = time.monotonic()
+    entry = comfy.run_prompt(prompt, RUN_TIMEOUT)
+    assert entry["status"]["status_str"] == "success", s.execution_error(entry)
+    assert entry["status"]["completed"]
+    outputs = entry["outputs"]
+
+    image_nodes = [k for k, n in prompt.items() if n["class_type"] in ("SaveImage", "PreviewImage")]
+    assert image_nodes or any(n["class_type"] == "GPENVRAMReport" for n in prompt.values()), "no output node"
+    for node_id in image_nodes:
+        images = outputs.get(node_id, {}).get("images", [])
+        expected = s.expected_sizes(prompt, prompt[node_id]["inputs"]["images"], comfy.base / "input", MODEL_SIZE)
+        if expected is not None:
+            assert len(images) == len(expected), f"node {node_id}: {len(images)} images, expected {len(expected)}"
+        assert images, f"node {node_id} ({prompt[node_id]['class_type']}) produced no image"
+        for i, ref in enumerate(images):
+            file = comfy.base / ref["type"] / ref["subfolder"] / ref["filename"]
+            assert file.is_file(), f"{file} is missing"
+            with Image.open(io.BytesIO(file.read_bytes())) as im:
+                pixels = np.asarray(im.convert("RGB"))
+                size = im.size
+            if expected is not None:
+                assert size == expected[i], f"node {node_id} image {i}: {size}, expected {expected[i]}"
+            else:
+                assert 16 <= min(size) and max(size) <= 8192, size
+            assert pixels.std() > 0, f"{file.name} is a flat image"
+
+    for node_id, node in prompt.items():  # whole photos: faces found and cropped at the model size
+        if node["class_type"] != "GPENFaceRestore":
+            continue
+        photo = prompt[node["inputs"]["image"][0]]
+        for reader_id, reader in prompt.items():
+            if reader["class_type"] in ("SaveImage", "PreviewImage") and reader["inputs"]["images"] == [node_id, 2]:
+                faces = outputs[reader_id]["images"]
+                if photo["class_type"] == "LoadImage" and photo["inputs"]["image"] == "solvay-1927.png":
+                    assert len(faces) >= 20, f"{len(faces)} faces found in the 29-person group photo"
+                for ref in faces:
+                    with Image.open(comfy.base / ref["type"] / ref["subfolder"] / ref["filename"]) as im:
+                        assert im.size == (MODEL_SIZE, MODEL_SIZE)
+
+    for node_id, node in prompt.items():
+        if node["class_type"] != "GPENVRAMReport":
+            continue
+        text = outputs.get(node_id, {}).get("text")
+        assert isinstance(text, list) and text and isinstance(text[0], str) and text[0].strip(), outputs.get(node_id)
+        for reader_id, reader in prompt.items():  # a PreviewAny showing the report gets the same text
+            if reader["class_type"] == "PreviewAny" and reader["inputs"].get("source") == [node_id, 1]:
+                assert outputs.get(reader_id, {}).get("text") == text
+    print(f"{path.name}: {time.monotonic() - started:.1f} s")
