@@ -10,7 +10,7 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Mapping, Union
+from typing import Callable, Mapping, Union
 
 import torch
 
@@ -66,8 +66,12 @@ def read_file(path: str | os.PathLike) -> object:
                 f"to .safetensors. Details: {text.splitlines()[0]}"
             ) from err
         raise CheckpointError(f"{path}: not a PyTorch checkpoint, truncated or corrupt ({text})") from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: cannot be read; the file is truncated or corrupt ({err})") from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError, KeyError) as err:
+        # Garbage bytes surface from the unpickler as IndexError/KeyError/ValueError/EOFError,
+        # truncated zip archives as RuntimeError/OSError.
+        raise CheckpointError(
+            f"{path}: cannot be read; the file is truncated or corrupt ({type(err).__name__}: {err})"
+        ) from err
 
 
 def _find_tensors(obj: object, name: str) -> StateDict:
@@ -113,6 +117,25 @@ def load_state_dict(source: CheckpointSource) -> StateDict:
         f"{name}: not a GPEN generator; expected keys such as {', '.join(GENERATOR_MARKERS)}, "
         f"found {len(keys)} tensors like {sample}"
     )
+
+
+def key_mismatch(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor],
+                 optional: Callable[[str], bool] = lambda key: False) -> str | None:
+    """What differs between a model's state dict and a loaded one, or None when they match.
+
+    Lists missing, unexpected and mis-shaped keys (the first five of each, with counts);
+    keys for which ``optional(key)`` is true may be missing.
+    """
+    missing = [k for k in expected if k not in state and not optional(k)]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
+             for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+        if items:
+            more = f" and {len(items) - 5} more" if len(items) > 5 else ""
+            parts.append(f"{len(items)} {label}: {', '.join(items[:5])}{more}")
+    return "; ".join(parts) or None
 
 
 def save_safetensors(state: StateDict, path: str | os.PathLike, *, overwrite: bool = False) -> None:

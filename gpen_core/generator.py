@@ -27,7 +27,7 @@ from .config import GPENConfig
 from .layers import ConstantInput, EqualLinear, PixelNorm, StyledConv, ToRGB, encoder_layer
 from .ops import (
     ACTIVATION_GAIN,
-    bias_leaky_relu_,
+    NEGATIVE_SLOPE,
     depthwise_fir,
     modulated_conv2d,
     upsample_fir,
@@ -182,13 +182,15 @@ class GPEN(nn.Module):
         if index == 0:
             conv, bias = layer[0], layer[1]
             weight = conv.weight * conv.scale
-            out = F.conv2d(x, weight.to(x.dtype).contiguous(memory_format=torch.channels_last))
+            stride = 1
         else:
             blur, conv, bias = layer[0], layer[1], layer[2]
             weight = conv.weight * (conv.scale * ACTIVATION_GAIN)
             x = depthwise_fir(x, blur.kernel, padding=2 if pad else 0)
-            out = F.conv2d(x, weight.to(x.dtype).contiguous(memory_format=torch.channels_last), stride=2)
-        return bias_leaky_relu_(out, bias.bias)
+            stride = 2
+        weight = weight.to(x.dtype).contiguous(memory_format=torch.channels_last)
+        out = F.conv2d(x, weight, bias.bias.to(x.dtype), stride=stride)  # bias fused into the conv
+        return F.leaky_relu_(out, NEGATIVE_SLOPE)
 
     def encode(self, image: torch.Tensor) -> list[torch.Tensor]:
         """All encoder features, ``[f_S, f_S/2, ..., f_4]`` (see :meth:`encode_stage`)."""
@@ -233,8 +235,9 @@ class GPEN(nn.Module):
     def _noise_half(layer: StyledConv, feature: torch.Tensor) -> torch.Tensor:
         """Second half of a styled conv's output: ``leaky_relu(noise_w * sqrt2 * feature + b[C:])``."""
         c = feature.shape[1]
-        half = torch.mul(feature, (layer.noise.weight * ACTIVATION_GAIN).to(feature.dtype))
-        return bias_leaky_relu_(half, layer.activate.bias[c:])
+        bias = layer.activate.bias[c:].to(feature.dtype).view(1, -1, 1, 1)
+        scale = (layer.noise.weight * ACTIVATION_GAIN).to(feature.dtype)
+        return F.leaky_relu_(torch.addcmul(bias, feature, scale), NEGATIVE_SLOPE)  # one pass: b + w * f
 
     @staticmethod
     def _styled_conv(
@@ -250,20 +253,19 @@ class GPEN(nn.Module):
             The two halves of the official ``(B, 2 C_out, r, r)`` output, never concatenated.
         """
         conv = layer.conv
+        c = conv.weight.shape[1]
         y = modulated_conv2d(
             parts, conv.weight, scales[0], scales[1], upsample=conv.upsample,
-            blur_kernel=conv.blur.kernel if conv.upsample else None,
+            blur_kernel=conv.blur.kernel if conv.upsample else None, bias=layer.activate.bias[:c],
         )
         if y.shape[-2:] != feature.shape[-2:]:
             raise ValueError(f"decoder features {tuple(y.shape)} and encoder feature {tuple(feature.shape)} differ")
-        c = y.shape[1]
-        return bias_leaky_relu_(y, layer.activate.bias[:c]), GPEN._noise_half(layer, feature)
+        return F.leaky_relu_(y, NEGATIVE_SLOPE), GPEN._noise_half(layer, feature)
 
     @staticmethod
     def _to_rgb(layer: ToRGB, a: torch.Tensor, b: torch.Tensor, scales: Scales, skip: torch.Tensor | None) -> torch.Tensor:
         """RGB of one level, float32 ``(B, 3, r, r)``, plus the upsampled ``skip`` when given."""
-        rgb = modulated_conv2d([a, b], layer.conv.weight, scales[0], scales[1]).float()
-        rgb.add_(layer.bias.float())
+        rgb = modulated_conv2d([a, b], layer.conv.weight, scales[0], scales[1], bias=layer.bias.view(3)).float()
         if skip is not None:
             rgb.add_(upsample_fir(skip, layer.upsample.kernel.float()))
         return rgb
@@ -319,6 +321,8 @@ class GPEN(nn.Module):
                 overlapping tiles: faster, inexact near tile edges.
             recompute: keep only low-resolution encoder features and recompute the others
                 per tile, so that peak memory follows the tile size, not the image size.
+                Without ``tile_size``, tiles of half the image are used (crops are what
+                make recomputation pay: the top level is where the memory peaks).
             checkpoint: with gradients enabled, wrap every decoder level in non-reentrant
                 ``torch.utils.checkpoint`` so its activations are recomputed during backward
                 instead of kept (fine-tuning, latent optimisation). No effect without
@@ -326,10 +330,11 @@ class GPEN(nn.Module):
             progress: ``progress(done, total)`` after each tile (may raise to interrupt).
         """
         if tile_size is not None or recompute:
-            from .tiled import TiledRun
+            from .tiled import MIN_TILE, TiledRun
 
             x = self.prepare_input(image, channels_last=False)
-            return TiledRun(self, x, tile_size or self.config.size, overlap, recompute, progress).run()
+            tile = tile_size or max(MIN_TILE, self.config.size // 2)
+            return TiledRun(self, x, tile, overlap, recompute, progress).run()
         if overlap is not None:
             raise ValueError("overlap only applies to a tiled forward; give tile_size too")
         x = self.prepare_input(image)

@@ -5,7 +5,7 @@ import os
 
 import torch
 
-from .checkpoint import CheckpointError, CheckpointSource, describe, load_state_dict
+from .checkpoint import CheckpointError, CheckpointSource, describe, key_mismatch, load_state_dict
 from .config import ConfigError, config_from_state_dict
 from .generator import GPEN
 from .precision import resolve_device, resolve_dtype
@@ -22,18 +22,9 @@ def build_model(state: dict[str, torch.Tensor], *, name: str = "<state dict>", i
     except ConfigError as err:
         raise CheckpointError(f"{name}: {err}") from err
     model = GPEN(config)
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
-             for k, v in expected.items() if k in state and state[k].shape != v.shape]
-    if missing or unexpected or wrong:
-        parts = []
-        for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-            if items:
-                more = f" and {len(items) - 5} more" if len(items) > 5 else ""
-                parts.append(f"{len(items)} {label}: {', '.join(items[:5])}{more}")
-        raise CheckpointError(f"{name}: does not match GPEN-{config.size} ({config}): " + "; ".join(parts))
+    mismatch = key_mismatch(model.state_dict(), state)
+    if mismatch:
+        raise CheckpointError(f"{name}: does not match GPEN-{config.size} ({config}): {mismatch}")
     model.load_state_dict(state, strict=True)
     return model.eval().requires_grad_(False)
 

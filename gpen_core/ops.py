@@ -24,28 +24,16 @@ ACTIVATION_GAIN = math.sqrt(2.0)
 NEGATIVE_SLOPE = 0.2
 
 
-def bias_leaky_relu_(x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """In place: ``x <- leaky_relu(x + bias, 0.2)``, the official activation without its gain.
-
-    Args:
-        x: ``(B, C, H, W)`` or ``(B, C)``; overwritten.
-        bias: ``(C,)`` or None.
-
-    Returns:
-        ``x`` itself. The caller folds the missing ``sqrt(2)`` into the next weights.
-    """
-    if bias is not None:
-        x.add_(bias.view((1, -1) + (1,) * (x.dim() - 2)).to(x.dtype))
-    return F.leaky_relu_(x, NEGATIVE_SLOPE)
-
-
-def depthwise_fir(x: torch.Tensor, kernel: torch.Tensor, padding: int) -> torch.Tensor:
+def depthwise_fir(
+    x: torch.Tensor, kernel: torch.Tensor, padding: int, bias: torch.Tensor | None = None
+) -> torch.Tensor:
     """Convolve every channel with the same 2-D FIR ``kernel`` (official ``upfirdn2d``, up=down=1).
 
     Args:
         x: ``(B, C, H, W)``.
         kernel: ``(k, k)`` FIR taps as stored in the checkpoint (a true convolution kernel).
         padding: zeros added on every side.
+        bias: ``(C,)`` added to the result (fused into the convolution), or None.
 
     Returns:
         ``(B, C, H + 2 * padding - k + 1, W + 2 * padding - k + 1)``.
@@ -53,7 +41,7 @@ def depthwise_fir(x: torch.Tensor, kernel: torch.Tensor, padding: int) -> torch.
     channels = x.shape[1]
     # upfirdn2d convolves (flips the kernel); conv2d correlates.
     taps = kernel.flip(0, 1).to(x.dtype).expand(channels, 1, *kernel.shape)
-    return F.conv2d(x, taps, padding=padding, groups=channels)
+    return F.conv2d(x, taps, None if bias is None else bias.to(x.dtype), padding=padding, groups=channels)
 
 
 def upsample_fir(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
@@ -111,8 +99,9 @@ def modulated_conv2d(
     upsample: bool = False,
     blur_kernel: torch.Tensor | None = None,
     pad: bool = True,
+    bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Modulated (optionally demodulated) convolution of ``cat(parts, dim=1)``.
+    """Modulated (optionally demodulated) convolution of ``cat(parts, dim=1)``, plus ``bias``.
 
     The concatenation is never built: a convolution over ``cat(a, b)`` is one over ``a``
     plus one over ``b``. ``parts`` is emptied as it is consumed, so a caller that hands
@@ -128,6 +117,7 @@ def modulated_conv2d(
         blur_kernel: ``(4, 4)`` taps, required when ``upsample``.
         pad: zero padding as officially ('same' size); False computes only the outputs whose
             whole receptive field lies in the input ("valid"), as tiled computation needs.
+        bias: ``(C_out,)`` added after the (de)modulated convolution and blur, or None.
 
     Returns:
         ``(B, C_out, H, W)``, or ``(B, C_out, 2H, 2W)`` when upsampling; without ``pad``,
@@ -141,14 +131,16 @@ def modulated_conv2d(
     if starts[-1] != weight.shape[2]:
         raise ValueError(f"inputs have {starts[-1]} channels, the weight expects {weight.shape[2]}")
     batch = parts[0].shape[0]
+    # With one sample both scales can fold into the weight: one pass over the weight instead
+    # of a pass over the input and one over the output. Worth it where the weight is the
+    # smaller tensor (high resolutions); at low resolutions the feature maps are smaller.
+    fold = batch == 1 and weight[0].numel() <= sum(x.numel() for x in parts)
     out: torch.Tensor | None = None
     while parts:
         x = parts.pop()
         lo, hi = starts[len(parts)], starts[len(parts) + 1]
         w = weight[0, :, lo:hi]
-        if batch == 1:
-            # Fast path: with one sample, both scales fold into the weight (one pass over a
-            # small tensor) instead of two passes over the feature maps.
+        if fold:
             scale = input_scale[0, lo:hi].view(1, -1)
             if output_scale is not None:
                 scale = output_scale[0].view(-1, 1) * scale
@@ -161,13 +153,17 @@ def modulated_conv2d(
             # The stored layout (gpen_core.layers.ModulatedConv) makes this channels-last.
             y = F.conv_transpose2d(x, w.transpose(0, 1), stride=2)
         else:
-            y = F.conv2d(x, w, padding=w.shape[-1] // 2 if pad else 0)
+            fused = bias.to(x.dtype) if fold and bias is not None and out is None else None
+            y = F.conv2d(x, w, fused, padding=w.shape[-1] // 2 if pad else 0)
         del x, w
         out = y if out is None else out.add_(y)
         del y
     assert out is not None
     if upsample:
-        out = depthwise_fir(out, blur_kernel, padding=1 if pad else 0)
-    if batch > 1 and output_scale is not None:
-        out.mul_(output_scale.to(out.dtype)[:, :, None, None])
+        out = depthwise_fir(out, blur_kernel, padding=1 if pad else 0, bias=bias if fold else None)
+    if not fold:
+        if output_scale is not None:
+            out.mul_(output_scale.to(out.dtype)[:, :, None, None])
+        if bias is not None:
+            out.add_(bias.to(out.dtype)[None, :, None, None])
     return out

@@ -64,7 +64,7 @@ def estimate_peak_bytes(config: GPENConfig, dtype: torch.dtype, batch: int, stra
     if strategy.tile_size is None and not strategy.recompute:
         kept = lambda r: sum(fmap(q, q) for q in levels if q >= r)  # noqa: E731
         return int(1.2 * batch * e * decoder_peak(levels, kept)) + out
-    tile = min(strategy.tile_size or s, s)
+    tile = min(strategy.tile_size or max(MIN_TILE, s // 2), s)  # as GPEN.forward does
     r0 = whole_levels_below(tile, s)
     low = [r for r in levels if r <= r0]
     high_features = 0 if strategy.recompute else sum(fmap(r, r) for r in levels if r > r0)

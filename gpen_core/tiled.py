@@ -24,7 +24,9 @@ from typing import Callable
 import torch
 
 from .generator import GPEN, DecoderState, DecoderStyles
-from .ops import bias_leaky_relu_, modulated_conv2d, upsample_fir
+import torch.nn.functional as F
+
+from .ops import NEGATIVE_SLOPE, modulated_conv2d, upsample_fir
 from .regions import (
     Crop,
     Interval,
@@ -214,24 +216,24 @@ class TiledRun:
             feature = enc.pop(r) if self.recompute else enc[r]  # recomputed crops: free after their level
             # Upsampling conv over u: transposed conv + blur computed with padding, then cropped.
             src = u.map(modulated_upsample_needs)
+            c = up.conv.weight.shape[1]
             y = modulated_conv2d(
                 [a_prev.take(src), b_prev.take(src)], up.conv.weight, s.up[0], s.up[1],
-                upsample=True, blur_kernel=up.conv.blur.kernel,
+                upsample=True, blur_kernel=up.conv.blur.kernel, bias=up.activate.bias[:c],
             )
             a_prev = b_prev = None  # the level below is no longer needed
             y = Crop(y, Region(Interval(2 * src.rows.lo, 2 * src.rows.hi), Interval(2 * src.cols.lo, 2 * src.cols.hi)))
-            a = zero_outside(bias_leaky_relu_(y.take(u).contiguous(memory_format=torch.channels_last),
-                                              up.activate.bias[: y.tensor.shape[1]]), u, r)
+            a = zero_outside(F.leaky_relu_(y.take(u).contiguous(memory_format=torch.channels_last), NEGATIVE_SLOPE), u, r)
             del y
             b = zero_outside(model._noise_half(up, feature.take(u)), u, r)
             # 3x3 conv over h, "valid" on u = h grown by 1.
-            y = modulated_conv2d([a, b], conv.conv.weight, s.conv[0], s.conv[1], pad=False)
+            y = modulated_conv2d([a, b], conv.conv.weight, s.conv[0], s.conv[1], pad=False, bias=conv.activate.bias[:c])
             del a, b
-            a = Crop(zero_outside(bias_leaky_relu_(y, conv.activate.bias[: y.shape[1]]), h, r), h)
+            a = Crop(zero_outside(F.leaky_relu_(y, NEGATIVE_SLOPE), h, r), h)
             b = Crop(zero_outside(model._noise_half(conv, feature.take(h)), h, r), h)
             # RGB over rgb_region (inside h) plus the upsampled skip.
-            rgb = modulated_conv2d([a.take(rgb_region), b.take(rgb_region)], to_rgb.conv.weight, s.rgb[0], s.rgb[1])
-            rgb = rgb.float().add_(to_rgb.bias.float())
+            rgb = modulated_conv2d([a.take(rgb_region), b.take(rgb_region)], to_rgb.conv.weight, s.rgb[0], s.rgb[1],
+                                   bias=to_rgb.bias.view(3)).float()
             skip_src = rgb_region.map(rgb_upsample_needs)
             skip = upsample_fir(rgb_prev.take(skip_src), to_rgb.upsample.kernel.float())
             skip = Crop(skip, Region(Interval(2 * skip_src.rows.lo, 2 * skip_src.rows.hi),

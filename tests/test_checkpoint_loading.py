@@ -93,9 +93,10 @@ def test_truncated_file(tmp_path, tiny_state, suffix):
         g.load_model(cut)
 
 
-def test_text_file_is_not_a_checkpoint(tmp_path):
+@pytest.mark.parametrize("text", ["not a checkpoint at all", "this is not a checkpoint\n", "(((("])
+def test_text_file_is_not_a_checkpoint(tmp_path, text):
     path = tmp_path / "notes.pth"
-    path.write_text("not a checkpoint at all")
+    path.write_text(text)
     with pytest.raises(g.CheckpointError, match="notes.pth"):
         g.load_model(path)
 

@@ -2,36 +2,22 @@
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..checkpoint import CheckpointError, key_mismatch, read_file
 from .errors import InvalidDetectorWeightsError
 
 _MODULE_PREFIX = "module."
 
-# What torch.load raises on files that are not (complete, safe) torch.save checkpoints: the
-# weights-only unpickler rejects foreign objects with UnpicklingError; garbage bytes surface as
-# IndexError / KeyError / EOFError / ValueError from the legacy unpickler, and truncated zip
-# archives as RuntimeError or OSError from the zip reader. Each is re-raised with its message.
-_LOAD_ERRORS = (
-    pickle.UnpicklingError,
-    RuntimeError,
-    EOFError,
-    ValueError,
-    IndexError,
-    KeyError,
-    OSError,
-    zipfile.BadZipFile,
-)
-
 
 def read_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a ``torch.save`` state dict safely (``weights_only=True``, onto the CPU).
+
+    The reading itself is :func:`gpen_core.checkpoint.read_file`, shared with the GPEN loader.
 
     Args:
         path: file written by ``torch.save(model.state_dict(), path)``.
@@ -48,12 +34,9 @@ def read_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"weight file not found: {path}")
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except _LOAD_ERRORS as err:
-        raise InvalidDetectorWeightsError(
-            f"{path} is not a readable PyTorch checkpoint (torch.load(weights_only=True) failed: "
-            f"{type(err).__name__}: {err})"
-        ) from err
+        loaded = read_file(path)
+    except CheckpointError as err:
+        raise InvalidDetectorWeightsError(str(err)) from err
     if not isinstance(loaded, Mapping):
         raise InvalidDetectorWeightsError(
             f"{path} holds a {type(loaded).__name__}, not a state dict (a mapping of names to tensors)"
@@ -99,19 +82,9 @@ def load_state_dict_strictly(
     def is_optional(key: str) -> bool:
         return optional_key_suffix is not None and key.endswith(optional_key_suffix)
 
-    missing = [k for k in expected if k not in state_dict and not is_optional(k)]
-    unexpected = [k for k in state_dict if k not in expected]
-    wrong_shape = [
-        f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in expected
-        if k in state_dict and state_dict[k].shape != expected[k].shape
-    ]
-    if missing or unexpected or wrong_shape:
-        raise InvalidDetectorWeightsError(
-            f"{source} does not match {model_description}: {len(missing)} missing keys "
-            f"{missing[:5]}, {len(unexpected)} unexpected keys {unexpected[:5]}, "
-            f"{len(wrong_shape)} shape mismatches {wrong_shape[:3]}"
-        )
+    mismatch = key_mismatch(expected, state_dict, is_optional)
+    if mismatch:
+        raise InvalidDetectorWeightsError(f"{source} does not match {model_description}: {mismatch}")
     complete = dict(state_dict)
     for key, value in expected.items():
         if key not in complete:  # only optional keys can be absent here

@@ -124,7 +124,7 @@ def test_missing_key_is_reported(tmp_path: Path, reference_state_dict: OrderedDi
     path = tmp_path / "missing.pth"
     torch.save(state_dict, path)
     with pytest.raises(
-        InvalidDetectorWeightsError, match=r"1 missing keys \['ssh2.conv7x7_3.1.running_var'\]"
+        InvalidDetectorWeightsError, match=r"1 missing: ssh2.conv7x7_3.1.running_var$"
     ):
         load_retinaface_net(path)
 
@@ -134,7 +134,7 @@ def test_unexpected_key_is_reported(tmp_path: Path, reference_state_dict: Ordere
     state_dict["body.fc.weight"] = torch.zeros(1000, 256)
     path = tmp_path / "unexpected.pth"
     torch.save(state_dict, path)
-    with pytest.raises(InvalidDetectorWeightsError, match=r"1 unexpected keys \['body.fc.weight'\]"):
+    with pytest.raises(InvalidDetectorWeightsError, match=r"1 unexpected: body.fc.weight$"):
         load_retinaface_net(path)
 
 
