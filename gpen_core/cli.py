@@ -155,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=2, help="timed runs per row (the best is shown)")
     p.add_argument("--tile-size", type=int, default=256, help="tile size of the tiled rows")
     p.add_argument("--no-backward", action="store_true", help="skip the forward+backward rows")
+    p.add_argument("--overlaps", type=int, nargs="*", default=[0, 2], help="inexact overlaps to measure too")
     p.add_argument("--plot", default=None, help="also draw memory and time per strategy into this PNG")
     p.add_argument("--official", default=None, help="path to a yangxy/GPEN checkout: also time the official code (CPU)")
     p.set_defaults(func=cmd_bench)

@@ -232,22 +232,25 @@ class GPEN(nn.Module):
 
     # ------------------------------------------------------------------ decoder
     @staticmethod
-    def _noise_half(layer: StyledConv, feature: torch.Tensor) -> torch.Tensor:
+    def _noise_half(layer: StyledConv, feature: torch.Tensor, *, overwrite: bool = False) -> torch.Tensor:
         """Second half of a styled conv's output: ``leaky_relu(noise_w * sqrt2 * feature + b[C:])``."""
         c = feature.shape[1]
         bias = layer.activate.bias[c:].to(feature.dtype).view(1, -1, 1, 1)
         scale = (layer.noise.weight * ACTIVATION_GAIN).to(feature.dtype)
-        return F.leaky_relu_(torch.addcmul(bias, feature, scale), NEGATIVE_SLOPE)  # one pass: b + w * f
+        out = feature if overwrite else None  # at the feature's last use, reuse its memory
+        return F.leaky_relu_(torch.addcmul(bias, feature, scale, out=out), NEGATIVE_SLOPE)  # one pass: b + w * f
 
     @staticmethod
     def _styled_conv(
-        layer: StyledConv, parts: list[torch.Tensor], feature: torch.Tensor, scales: Scales
+        layer: StyledConv, parts: list[torch.Tensor], feature: torch.Tensor, scales: Scales,
+        *, last_use: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Official ``StyledConv`` with ``isconcat``: ``leaky_relu(cat(conv(x), noise) + b)``.
 
         Args:
             parts: the input as channel groups, emptied (see :func:`modulated_conv2d`).
             feature: encoder feature ``(B, C_out, r, r)`` (the official "noise").
+            last_use: ``feature`` is not needed afterwards: its memory holds the noise half.
 
         Returns:
             The two halves of the official ``(B, 2 C_out, r, r)`` output, never concatenated.
@@ -260,7 +263,7 @@ class GPEN(nn.Module):
         )
         if y.shape[-2:] != feature.shape[-2:]:
             raise ValueError(f"decoder features {tuple(y.shape)} and encoder feature {tuple(feature.shape)} differ")
-        return F.leaky_relu_(y, NEGATIVE_SLOPE), GPEN._noise_half(layer, feature)
+        return F.leaky_relu_(y, NEGATIVE_SLOPE), GPEN._noise_half(layer, feature, overwrite=last_use)
 
     @staticmethod
     def _to_rgb(layer: ToRGB, a: torch.Tensor, b: torch.Tensor, scales: Scales, skip: torch.Tensor | None) -> torch.Tensor:
@@ -278,7 +281,8 @@ class GPEN(nn.Module):
         return DecoderState(a, b, self._to_rgb(g.to_rgb1, a, b, styles.start_rgb, None))
 
     def decode_level(
-        self, level: int, state: DecoderState, feature: torch.Tensor, styles: DecoderStyles
+        self, level: int, state: DecoderState, feature: torch.Tensor, styles: DecoderStyles,
+        *, consume_feature: bool = False,
     ) -> DecoderState:
         """Decoder level ``level`` (1 .. ``num_levels``), output resolution ``r = 4 * 2**level``.
 
@@ -287,6 +291,7 @@ class GPEN(nn.Module):
                 its tensors are freed as soon as they have been used.
             feature: encoder feature ``(B, C_r, r, r)``.
             styles: from :meth:`decoder_styles`.
+            consume_feature: the caller will not use ``feature`` again (it is overwritten).
 
         Returns:
             This level's :class:`DecoderState`.
@@ -297,7 +302,10 @@ class GPEN(nn.Module):
         skip = state.rgb
         # No local names for the upsampling conv's output: the 3x3 conv frees each half
         # as soon as it has used it.
-        a, b = self._styled_conv(conv, list(self._styled_conv(up, state.release(), feature, s.up)), feature, s.conv)
+        # The feature's memory is reused at its last use, unless autograd may need it.
+        last_use = consume_feature and not torch.is_grad_enabled()
+        a, b = self._styled_conv(conv, list(self._styled_conv(up, state.release(), feature, s.up)), feature, s.conv,
+                                 last_use=last_use)
         return DecoderState(a, b, self._to_rgb(g.to_rgbs[level - 1], a, b, s.rgb, skip))
 
     # ------------------------------------------------------------------ whole forward
@@ -347,7 +355,7 @@ class GPEN(nn.Module):
             if use_checkpoint:
                 state = self._checkpointed_level(level, state, features.pop(), styles)
             else:
-                state = self.decode_level(level, state, features.pop(), styles)
+                state = self.decode_level(level, state, features.pop(), styles, consume_feature=True)
         return state.rgb
 
     def _checkpointed_level(

@@ -253,7 +253,7 @@ class TiledRun:
         state: DecoderState = model.decode_start(features.pop(4), styles)
         r = 8
         while r <= self.r0:
-            state = model.decode_level(self.level_of[r], state, features.pop(r), styles)
+            state = model.decode_level(self.level_of[r], state, features.pop(r), styles, consume_feature=True)
             r *= 2
         whole = Region.whole(self.r0)
         a0, b0 = state.release()

@@ -81,9 +81,11 @@ def test_cli_bench_runs_without_weights(capsys):
 
     rows = bench.bench_size(128, ["fp32", "bf16"], 64, torch.device("cpu"), 1, log=lambda _: None)
     names = [r.strategy for r in rows if r.precision == "fp32"]
-    assert names == ["plain", "tiled 64", "recompute", "tiled 64 + recompute", "backward", "backward + checkpoint"]
+    assert names == ["plain", "tiled 64", "recompute", "tiled 64 + recompute", "tiled 64 overlap 0",
+                     "tiled 64 overlap 2", "backward", "backward + checkpoint"]
     by = {(r.precision, r.strategy): r for r in rows}
     assert by[("fp32", "tiled 64")].max_error < 2e-5
+    assert by[("fp32", "tiled 64 overlap 0")].max_error > 1e-3  # a cut halo shows
     assert by[("fp32", "tiled 64 + recompute")].peak_bytes < by[("fp32", "plain")].peak_bytes
     assert by[("bf16", "plain")].peak_bytes < 0.55 * by[("fp32", "plain")].peak_bytes
     assert 0 < by[("bf16", "plain")].max_error < 0.5
