@@ -5,11 +5,18 @@ No ComfyUI import anywhere in this package. Main entry points::
     from gpen_core import load_model
     model = load_model("GPEN-BFR-512.pth", precision="auto")
     out = model(image)            # (B, 3, 512, 512) in [-1, 1] -> same shape, unclamped
+    out = model(image, tile_size=256, recompute=True)   # same result, peak memory of a 256 tile
+    faces = enhance_images(model, crops, tile_size="auto")  # (B, C, H, W) in [0, 1], any size
+
+Whole photos: :func:`gpen_core.face.restore.restore_faces` (detect, align, enhance, paste back).
 """
 from .checkpoint import CheckpointError, load_state_dict, save_safetensors
 from .config import ConfigError, GPENConfig, config_from_state_dict
+from .enhance import enhance_images
 from .generator import GPEN
 from .loading import build_model, load_model
+from .memory_report import memory_report
+from .strategy import GPENOutOfMemoryError, Strategy
 from .precision import PRECISIONS, NonFiniteOutputError, resolve_device, resolve_dtype
 from .seeded import seeded_input, seeded_state_dict
 
@@ -18,6 +25,10 @@ __all__ = [
     "GPENConfig",
     "CheckpointError",
     "ConfigError",
+    "GPENOutOfMemoryError",
+    "Strategy",
+    "enhance_images",
+    "memory_report",
     "NonFiniteOutputError",
     "PRECISIONS",
     "build_model",

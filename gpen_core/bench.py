@@ -101,7 +101,6 @@ def bench_size(size: int, precisions: list[str], tile_size: int, device: torch.d
             log(format_row(rows[-1]))
         if backward:
             rows += bench_backward(model, x, precision, device, repeat, log)
-        del model
     return rows
 
 

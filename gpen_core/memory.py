@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch

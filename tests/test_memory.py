@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import torch
 
-import gpen_core as g
 from gpen_core.enhance import enhance_images
 from gpen_core.memory import LiveTensorPeak
 from gpen_core.memory_report import memory_report
