@@ -37,6 +37,18 @@ _loaded: "weakref.WeakValueDictionary[tuple, comfy.model_patcher.ModelPatcher]" 
 """Loaded models by (file, its mtime and size, options): reused while some graph holds them, never pinned."""
 
 
+def interruptible_progress(total: int):
+    """A ``progress(done, total)`` callback for the core: ComfyUI's progress bar, and the point where a
+    cancelled prompt stops (``throw_exception_if_processing_interrupted``)."""
+    bar = comfy.utils.ProgressBar(total)
+
+    def progress(done: int, steps: int) -> None:
+        mm.throw_exception_if_processing_interrupted()
+        bar.update_absolute(done, steps)
+
+    return progress
+
+
 def devices_for(choice: str) -> tuple[torch.device, torch.device]:
     """(load device, offload device) for the loader's device option."""
     if choice == "cpu":
@@ -122,15 +134,9 @@ class GPENEnhance(io.ComfyNode):
             needed = estimate_peak_bytes(gpen.config, gpen.dtype, batch, strategy)
         mm.load_models_gpu([gpen_model], memory_required=needed)
         budget = mm.get_free_memory(gpen.device) if tile_size == AUTO_TILE else None
-        bar = comfy.utils.ProgressBar(image.shape[0])
-
-        def progress(done: int, total: int) -> None:
-            mm.throw_exception_if_processing_interrupted()
-            bar.update_absolute(done, total)
-
         out = enhance_comfy_images(
             gpen, image, tile_size=tile_size, overlap=overlap, recompute=recompute, output_size=output_size,
-            batch_size=batch_size, memory_budget=budget, progress=progress,
+            batch_size=batch_size, memory_budget=budget, progress=interruptible_progress(image.shape[0]),
         )
         return io.NodeOutput(out.to(mm.intermediate_device()))
 

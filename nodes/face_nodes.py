@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import comfy.model_management as mm
-import comfy.utils
 from comfy_api.latest import io
 
 from ..gpen_core.face.loader import load_detector
-from .comfy_nodes import GPENModel
+from .comfy_nodes import GPENModel, interruptible_progress
 from .logic import AUTO_TILE, restore_comfy_images
 from .model_folders import facedetection_folders
 
@@ -73,16 +72,10 @@ class GPENFaceRestore(io.ComfyNode):
                 max_faces, tile_size) -> io.NodeOutput:
         mm.load_models_gpu([gpen_model])
         gpen = gpen_model.model.gpen
-        bar = comfy.utils.ProgressBar(1)
-
-        def progress(done: int, total: int) -> None:
-            mm.throw_exception_if_processing_interrupted()
-            bar.update_absolute(done, total)
-
         budget = mm.get_free_memory(gpen.device) if tile_size == AUTO_TILE else None
         out, before, after, mask = restore_comfy_images(
             gpen, face_detector, image.to(gpen.device), fidelity=fidelity, score_threshold=score_threshold,
             min_face_size=min_face_size, selection=selection, max_faces=max_faces, tile_size=tile_size,
-            memory_budget=budget, progress=progress,
+            memory_budget=budget, progress=interruptible_progress(1),
         )
         return io.NodeOutput(out, before, after, mask)
