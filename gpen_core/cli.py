@@ -44,11 +44,7 @@ def _collect_inputs(paths: list[str]) -> list[Path]:
 
 
 def _forward_options(args: argparse.Namespace) -> dict:
-    tile: int | str | None = args.tile_size
-    if tile == "auto":
-        pass
-    elif tile is not None:
-        tile = int(tile) or None
+    tile: int | str | None = args.tile_size if args.tile_size == "auto" else (int(args.tile_size) or None)
     return {"tile_size": tile, "overlap": args.overlap, "recompute": args.recompute}
 
 

@@ -16,7 +16,7 @@ from .memory import LiveTensorPeak
 from .memory_report import RunRecord, record_run
 from .precision import NAMES, NonFiniteOutputError, check_finite, safer_dtype
 from .strategy import Strategy, choose_strategy, free_memory_bytes, run_with_ladder
-from .tiled import MIN_TILE
+from .tiled import effective_tile
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,7 @@ def run_checked(model: GPEN, batch: torch.Tensor, **forward_options) -> torch.Te
 def tiles_per_image(size: int, strategy: Strategy) -> int:
     if strategy.tile_size is None and not strategy.recompute:
         return 1
-    tile = strategy.tile_size or max(MIN_TILE, size // 2)  # as GPEN.forward does
-    return math.ceil(size / min(tile, size)) ** 2
+    return math.ceil(size / effective_tile(strategy.tile_size, size)) ** 2
 
 
 def enhance_images(

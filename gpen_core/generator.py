@@ -338,11 +338,10 @@ class GPEN(nn.Module):
             progress: ``progress(done, total)`` after each tile (may raise to interrupt).
         """
         if tile_size is not None or recompute:
-            from .tiled import MIN_TILE, TiledRun
+            from .tiled import TiledRun, effective_tile
 
             x = self.prepare_input(image, channels_last=False)
-            tile = tile_size or max(MIN_TILE, self.config.size // 2)
-            return TiledRun(self, x, tile, overlap, recompute, progress).run()
+            return TiledRun(self, x, effective_tile(tile_size, self.config.size), overlap, recompute, progress).run()
         if overlap is not None:
             raise ValueError("overlap only applies to a tiled forward; give tile_size too")
         x = self.prepare_input(image)

@@ -9,7 +9,7 @@ import torch
 
 from .config import GPENConfig
 from .generator import GPEN
-from .tiled import MIN_TILE, whole_levels_below
+from .tiled import MIN_TILE, effective_tile, whole_levels_below
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def estimate_peak_bytes(config: GPENConfig, dtype: torch.dtype, batch: int, stra
     if strategy.tile_size is None and not strategy.recompute:
         kept = lambda r: sum(fmap(q, q) for q in levels if q >= r)  # noqa: E731
         return int(1.2 * batch * e * decoder_peak(levels, kept)) + out
-    tile = min(strategy.tile_size or max(MIN_TILE, s // 2), s)  # as GPEN.forward does
+    tile = effective_tile(strategy.tile_size, s)
     r0 = whole_levels_below(tile, s)
     low = [r for r in levels if r <= r0]
     high_features = 0 if strategy.recompute else sum(fmap(r, r) for r in levels if r > r0)

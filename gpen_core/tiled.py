@@ -60,6 +60,11 @@ class TileRegions:
     rgb: dict[int, Region]
 
 
+def effective_tile(tile_size: int | None, size: int) -> int:
+    """The tile a tiled forward uses: ``tile_size``, or half the image when only recompute was asked."""
+    return min(tile_size or max(MIN_TILE, size // 2), size)
+
+
 def whole_levels_below(tile_size: int, size: int) -> int:
     """The highest resolution decoded whole: the largest power of two below ``tile_size`` (>= 4)."""
     r = 4

@@ -29,14 +29,19 @@ def bchw_to_comfy(images: torch.Tensor) -> torch.Tensor:
     return images.movedim(1, -1).float().cpu().contiguous()
 
 
-def forward_options(tile_size: int, overlap: int, recompute: bool) -> dict:
-    """Node widget values -> :func:`gpen_core.enhance.enhance_images` options."""
+def core_tile_size(tile_size: int) -> int | str:
+    """The ``tile_size`` widget (0 = automatic) -> the core's ``tile_size``."""
     if tile_size < 0:
         raise ValueError(f"tile_size must be 0 (automatic) or a size in pixels; got {tile_size}")
+    return "auto" if tile_size == AUTO_TILE else tile_size
+
+
+def forward_options(tile_size: int, overlap: int, recompute: bool) -> dict:
+    """Node widget values -> :func:`gpen_core.enhance.enhance_images` options."""
     if overlap < EXACT_OVERLAP:
         raise ValueError(f"overlap must be -1 (exact) or >= 0; got {overlap}")
     return {
-        "tile_size": "auto" if tile_size == AUTO_TILE else tile_size,
+        "tile_size": core_tile_size(tile_size),
         "overlap": None if overlap == EXACT_OVERLAP else overlap,
         "recompute": recompute,
     }
@@ -98,7 +103,7 @@ def restore_comfy_images(
     with torch.inference_mode():
         results = restore_faces(
             model, detector, rgb.float(), detect=detect, fidelity=fidelity,
-            tile_size="auto" if tile_size == AUTO_TILE else tile_size, memory_budget=memory_budget,
+            tile_size=core_tile_size(tile_size), memory_budget=memory_budget,
             progress=progress,
         )
     out = torch.stack([r.image for r in results])

@@ -10,7 +10,6 @@ Data:
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,8 +18,6 @@ import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SHARED_DIR = REPO_ROOT.parent / "shared"

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
 from gpen_core.face import paste as paste_module
+from helpers import SHARED_DIR
 from gpen_core.face.align import (
     apply_affine,
     reference_points,
@@ -29,7 +24,7 @@ from gpen_core.face.paste import (
     soften_parsing_mask,
 )
 
-PORTRAIT = REPO_ROOT.parent / "shared" / "photos" / "portrait-1947.png"
+PORTRAIT = SHARED_DIR / "photos" / "portrait-1947.png"
 # hand-picked 5 points (x, y) on the 328 x 439 portrait: eye image-left, eye image-right,
 # nose tip, mouth corner image-left, mouth corner image-right
 PORTRAIT_LANDMARKS = [[156.0, 167.0], [215.0, 167.0], [198.0, 210.0], [162.0, 250.0], [214.0, 249.0]]
