@@ -10,15 +10,15 @@ No ComfyUI import anywhere in this package. Main entry points::
 
 Whole photos: :func:`gpen_core.face.restore.restore_faces` (detect, align, enhance, paste back).
 """
-from .checkpoint import CheckpointError, load_state_dict, save_safetensors
-from .config import ConfigError, GPENConfig, config_from_state_dict
+from .weights import CheckpointError, load_state_dict, save_safetensors
+from .arch.config import ConfigError, GPENConfig, config_from_state_dict
 from .enhance import enhance_images
-from .generator import GPEN
+from .arch.generator import GPEN
 from .loading import build_model, load_model
-from .memory_report import memory_report
-from .strategy import GPENOutOfMemoryError, Strategy
-from .precision import PRECISIONS, NonFiniteOutputError, resolve_device, resolve_dtype
-from .seeded import seeded_input, seeded_state_dict
+from .runtime.report import memory_report
+from .runtime.strategy import GPENOutOfMemoryError, Strategy
+from .runtime.precision import PRECISIONS, NonFiniteOutputError, resolve_device, resolve_dtype
+from .arch.seeded import seeded_input, seeded_state_dict
 
 __all__ = [
     "GPEN",

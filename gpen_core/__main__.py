@@ -1,4 +1,4 @@
-"""``python -m gpen_core``: see :mod:`gpen_core.cli`."""
-from .cli import main
+"""``python -m gpen_core``: see :mod:`gpen_core.tools.cli`."""
+from .tools.cli import main
 
 raise SystemExit(main())

@@ -9,14 +9,14 @@ from typing import Callable, Union
 
 import torch
 
-from .generator import GPEN
+from .arch.generator import GPEN
 from .loading import change_dtype
-from .imaging import from_network, resize, split_alpha, to_network
-from .memory import LiveTensorPeak
-from .memory_report import RunRecord, record_run
-from .precision import NAMES, NonFiniteOutputError, check_finite, safer_dtype
-from .strategy import Strategy, choose_strategy, free_memory_bytes, run_with_ladder
-from .tiled import effective_tile
+from .images.tensors import from_network, resize, split_alpha, to_network
+from .runtime.memory import LiveTensorPeak
+from .runtime.report import RunRecord, record_run
+from .runtime.precision import NAMES, NonFiniteOutputError, check_finite, safer_dtype
+from .runtime.strategy import Strategy, choose_strategy, free_memory_bytes, run_with_ladder
+from .arch.tiled import effective_tile
 
 log = logging.getLogger(__name__)
 

@@ -5,10 +5,10 @@ import os
 
 import torch
 
-from .checkpoint import CheckpointError, CheckpointSource, describe, key_mismatch, load_state_dict
-from .config import ConfigError, config_from_state_dict
-from .generator import GPEN
-from .precision import resolve_device, resolve_dtype
+from .weights import CheckpointError, CheckpointSource, describe, key_mismatch, load_state_dict
+from .arch.config import ConfigError, config_from_state_dict
+from .arch.generator import GPEN
+from .runtime.precision import resolve_device, resolve_dtype
 
 
 def build_model(state: dict[str, torch.Tensor], *, name: str = "<state dict>", input_range: str = "[-1,1]") -> GPEN:
@@ -43,7 +43,7 @@ def load_model(
         source: a ``.pth``/``.pt``/``.safetensors`` path or a state dict (plain, nested under
             ``g_ema``/``params_ema``/``state_dict``, or with ``module.`` prefixes).
         device: ``None``/``"auto"``: the current CUDA device when there is one, else CPU.
-        precision: ``fp32``, ``fp16``, ``bf16`` or ``auto`` (see :func:`gpen_core.precision.resolve_dtype`).
+        precision: ``fp32``, ``fp16``, ``bf16`` or ``auto`` (see :func:`gpen_core.runtime.precision.resolve_dtype`).
         input_range: ``"[-1,1]"`` (BFR, colorization, inpainting) or ``"[0,1]"`` (Seg2face).
         compute_device: the device the model will run on, if not ``device`` (e.g. weights kept on
             the CPU until a model manager moves them); ``auto`` precision is resolved for it.

@@ -10,12 +10,12 @@ import comfy.utils
 import torch
 from comfy_api.latest import io, ui
 
-from ..gpen_core.bench import HEADER, bench_size, format_row
-from ..gpen_core.bench_plot import plot_rows
+from ..gpen_core.tools.bench import HEADER, bench_size, format_row
+from ..gpen_core.tools.bench_plot import plot_rows
 from ..gpen_core.loading import load_model
-from ..gpen_core.memory_report import memory_report
-from ..gpen_core.precision import PRECISIONS
-from ..gpen_core.strategy import Strategy, estimate_peak_bytes
+from ..gpen_core.runtime.report import memory_report
+from ..gpen_core.runtime.precision import PRECISIONS
+from ..gpen_core.runtime.strategy import Strategy, estimate_peak_bytes
 from .logic import AUTO_TILE, EXACT_OVERLAP, OUTPUT_SIZES, enhance_comfy_images
 from .model_folders import gpen_files, gpen_path
 

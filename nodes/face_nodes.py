@@ -4,7 +4,7 @@ from __future__ import annotations
 import comfy.model_management as mm
 from comfy_api.latest import io
 
-from ..gpen_core.face.loader import load_detector
+from ..gpen_core.face.detection.loader import load_detector
 from .comfy_nodes import GPENModel, interruptible_progress
 from .logic import AUTO_TILE, restore_comfy_images
 from .model_folders import facedetection_folders

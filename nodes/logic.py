@@ -6,7 +6,7 @@ from typing import Callable
 import torch
 
 from ..gpen_core.enhance import enhance_images
-from ..gpen_core.generator import GPEN
+from ..gpen_core.arch.generator import GPEN
 
 OUTPUT_SIZES = ("model size", "input size")
 EXACT_OVERLAP = -1
@@ -96,7 +96,7 @@ def restore_comfy_images(
     ``(B, H, W)``. Alpha (a fourth channel) is carried through unchanged.
     """
     from ..gpen_core.face.restore import DetectOptions, restore_faces
-    from ..gpen_core.imaging import split_alpha
+    from ..gpen_core.images.tensors import split_alpha
 
     rgb, alpha = split_alpha(comfy_to_bchw(images))
     detect = DetectOptions(score_threshold or None, min_face_size, selection, max_faces or None)

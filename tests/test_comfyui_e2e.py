@@ -88,7 +88,7 @@ def _provide_mtcnn_weights(dest: Path) -> None:
     Without facenet-pytorch here, the face workflows rely on ComfyUI's environment having it (or
     RetinaFace weights); otherwise they fail with the loader's message saying what to install.
     """
-    from gpen_core.face.mtcnn import find_facenet_pytorch_data_dir
+    from gpen_core.face.detection.mtcnn import find_facenet_pytorch_data_dir
 
     found = find_facenet_pytorch_data_dir()
     if found is None:

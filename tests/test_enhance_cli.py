@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 import gpen_core as g
-from gpen_core.cli import main
+from gpen_core.tools.cli import main
 from gpen_core.enhance import enhance_images
 
 
@@ -77,7 +77,7 @@ def test_cli_reports_bad_checkpoint(tmp_path, capsys):
 
 
 def test_cli_bench_runs_without_weights(capsys):
-    from gpen_core import bench
+    from gpen_core.tools import bench
 
     rows = bench.bench_size(128, ["fp32", "bf16"], 64, torch.device("cpu"), 1, log=lambda _: None)
     names = [r.strategy for r in rows if r.precision == "fp32"]
@@ -90,5 +90,5 @@ def test_cli_bench_runs_without_weights(capsys):
     assert by[("bf16", "plain")].peak_bytes < 0.55 * by[("fp32", "plain")].peak_bytes
     assert 0 < by[("bf16", "plain")].max_error < 0.5
     assert by[("fp32", "backward + checkpoint")].peak_bytes < by[("fp32", "backward")].peak_bytes
-    img = __import__("gpen_core.bench_plot", fromlist=["plot_rows"]).plot_rows(rows)
+    img = __import__("gpen_core.tools.bench_plot", fromlist=["plot_rows"]).plot_rows(rows)
     assert img.size[0] == 900 and img.size[1] > 100

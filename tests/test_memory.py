@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 
 from gpen_core.enhance import enhance_images
-from gpen_core.memory import LiveTensorPeak
-from gpen_core.memory_report import memory_report
+from gpen_core.runtime.memory import LiveTensorPeak
+from gpen_core.runtime.report import memory_report
 
 
 def test_live_tensor_peak_counts_only_new_storages():

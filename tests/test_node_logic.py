@@ -72,7 +72,7 @@ class CentreFaceDetector:
 
     def detect_rgb255(self, image, score_threshold, min_face_size):
         from comfyui_gpen.gpen_core.face.align import reference_points
-        from comfyui_gpen.gpen_core.face.result import FaceDetections
+        from comfyui_gpen.gpen_core.face.detection.result import FaceDetections
 
         h, w = image.shape[-2:]
         points = reference_points(64, dtype=torch.float32) * (min(h, w) / 64)

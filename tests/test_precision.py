@@ -6,8 +6,8 @@ import torch
 
 import gpen_core as g
 from gpen_core.enhance import run_checked
-from gpen_core.layers import EqualLinear
-from gpen_core.memory import peak_memory
+from gpen_core.arch.layers import EqualLinear
+from gpen_core.runtime.memory import peak_memory
 from helpers import TINY
 
 

@@ -6,8 +6,8 @@ import torch
 
 import gpen_core as g
 from gpen_core.enhance import enhance_images
-from gpen_core.memory import peak_memory
-from gpen_core.strategy import (
+from gpen_core.runtime.memory import peak_memory
+from gpen_core.runtime.strategy import (
     GPENOutOfMemoryError,
     Strategy,
     candidate_strategies,

@@ -13,13 +13,13 @@ from typing import Callable
 import torch
 
 from ..enhance import enhance_images
-from ..generator import GPEN
-from ..strategy import Strategy, estimate_peak_bytes, free_memory_bytes
+from ..arch.generator import GPEN
+from ..runtime.strategy import Strategy, estimate_peak_bytes, free_memory_bytes
 from .align import reference_points, similarity_transform, warp_faces
-from .detection import FaceSelection, detect_faces
-from .detectors import FaceDetector
+from .detection.api import FaceSelection, detect_faces
+from .detection.detectors import FaceDetector
 from .paste import paste_faces
-from .result import FaceDetections
+from .detection.result import FaceDetections
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ MAX_FACE_BATCH = 8
 
 @dataclass
 class DetectOptions:
-    """Face detection options (see :func:`gpen_core.face.detection.detect_faces`)."""
+    """Face detection options (see :func:`gpen_core.face.detection.api.detect_faces`)."""
 
     score_threshold: float | None = None
     min_face_size: float = 0.0
@@ -82,7 +82,7 @@ def restore_faces(
 
     Args:
         model: a loaded GPEN generator (its size S sets the crop size).
-        detector: from :func:`gpen_core.face.loader.load_detector`.
+        detector: from :func:`gpen_core.face.detection.loader.load_detector`.
         images: ``(B, 3, H, W)`` RGB float in [0, 1] (alpha, if any, must be split off first).
         detect: detection options.
         fidelity: official ``alpha`` in [0, 1]: 1 pastes the restored faces, 0 the originals.

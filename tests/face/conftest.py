@@ -83,7 +83,7 @@ def photos_dir() -> Path:
 @pytest.fixture(scope="session")
 def mtcnn_weights_dir() -> Path:
     """facenet-pytorch's data folder; skips when facenet-pytorch is not installed."""
-    from gpen_core.face.mtcnn import find_facenet_pytorch_data_dir
+    from gpen_core.face.detection.mtcnn import find_facenet_pytorch_data_dir
 
     found = find_facenet_pytorch_data_dir()
     if found is None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gpen_core.face.detection import detect_faces, order_faces
-from gpen_core.face.detectors import FaceDetector
-from gpen_core.face.image_input import image_to_rgb255_chw
-from gpen_core.face.result import FaceDetections
+from gpen_core.face.detection.api import detect_faces, order_faces
+from gpen_core.face.detection.detectors import FaceDetector
+from gpen_core.face.detection.image_input import image_to_rgb255_chw
+from gpen_core.face.detection.result import FaceDetections
 
 
 class ScriptedDetector:

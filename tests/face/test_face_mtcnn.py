@@ -9,12 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from gpen_core.face.detection import detect_faces
-from gpen_core.face.detectors import MTCNNDetector
-from gpen_core.face.errors import DetectorWeightsNotFoundError, InvalidDetectorWeightsError
-from gpen_core.face.loader import load_detector
-from gpen_core.face.mtcnn import MTCNN_WEIGHT_FILES, load_mtcnn_nets
-from gpen_core.face.result import FaceDetections
+from gpen_core.face.detection.api import detect_faces
+from gpen_core.face.detection.detectors import MTCNNDetector
+from gpen_core.face.detection.errors import DetectorWeightsNotFoundError, InvalidDetectorWeightsError
+from gpen_core.face.detection.loader import load_detector
+from gpen_core.face.detection.mtcnn import MTCNN_WEIGHT_FILES, load_mtcnn_nets
+from gpen_core.face.detection.result import FaceDetections
 
 
 def load_rgb(path: Path) -> torch.Tensor:
@@ -101,7 +101,7 @@ def test_folder_with_wrong_files(tmp_path: Path, mtcnn_weights_dir: Path) -> Non
 
 def test_mtcnn_not_found_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs with or without facenet-pytorch: the package lookup is made to find nothing."""
-    import gpen_core.face.loader as loader_module
+    import gpen_core.face.detection.loader as loader_module
 
     monkeypatch.setattr(loader_module, "find_facenet_pytorch_data_dir", lambda: None)
     with pytest.raises(DetectorWeightsNotFoundError) as caught:

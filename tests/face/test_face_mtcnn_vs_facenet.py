@@ -23,9 +23,9 @@ import pytest
 import torch
 from PIL import Image
 
-from gpen_core.face.mtcnn import load_mtcnn_nets
-from gpen_core.face.mtcnn_pipeline import run_mtcnn
-from gpen_core.face.nms import greedy_nms
+from gpen_core.face.detection.mtcnn import load_mtcnn_nets
+from gpen_core.face.detection.mtcnn_pipeline import run_mtcnn
+from gpen_core.face.detection.nms import greedy_nms
 
 
 def _stand_in_batched_nms(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from gpen_core.face.nms import greedy_nms, strict_threshold_in_dtype
+from gpen_core.face.detection.nms import greedy_nms, strict_threshold_in_dtype
 
 
 def loop_nms(

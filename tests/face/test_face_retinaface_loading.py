@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from gpen_core.face.detection import detect_faces
-from gpen_core.face.errors import DetectorWeightsNotFoundError, FaceDetectorError, InvalidDetectorWeightsError
-from gpen_core.face.loader import load_detector
-from gpen_core.face.retinaface import (
+from gpen_core.face.detection.api import detect_faces
+from gpen_core.face.detection.errors import DetectorWeightsNotFoundError, FaceDetectorError, InvalidDetectorWeightsError
+from gpen_core.face.detection.loader import load_detector
+from gpen_core.face.detection.retinaface import (
     RetinaFaceNet,
     build_retinaface_from_state_dict,
     detect_retinaface_backbone,

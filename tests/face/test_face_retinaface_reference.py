@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from gpen_core.face.detection import detect_faces
-from gpen_core.face.detectors import RetinaFaceDetector
-from gpen_core.face.retinaface import RetinaFaceNet, load_retinaface_net
-from gpen_core.face.retinaface_postprocess import postprocess_retinaface, prior_boxes
+from gpen_core.face.detection.api import detect_faces
+from gpen_core.face.detection.detectors import RetinaFaceDetector
+from gpen_core.face.detection.retinaface import RetinaFaceNet, load_retinaface_net
+from gpen_core.face.detection.retinaface_postprocess import postprocess_retinaface, prior_boxes
 
 HEIGHT, WIDTH = 480, 640
 BOX_TOLERANCE_PX = 1e-3  # README: torch exp may differ by 1 ulp between builds (<= 6.1e-5 px)

@@ -7,13 +7,13 @@ import torch
 from PIL import Image
 
 import gpen_core as g
-from gpen_core.cli import main
-from gpen_core.face.errors import DetectorWeightsNotFoundError
-from gpen_core.face.loader import load_detector
+from gpen_core.tools.cli import main
+from gpen_core.face.detection.errors import DetectorWeightsNotFoundError
+from gpen_core.face.detection.loader import load_detector
 from gpen_core.face.restore import DetectOptions, face_batch_size, restore_faces
-from gpen_core.image_files import read_image
-from gpen_core.memory import peak_memory
-from gpen_core.strategy import Strategy, estimate_peak_bytes
+from gpen_core.images.files import read_image
+from gpen_core.runtime.memory import peak_memory
+from gpen_core.runtime.strategy import Strategy, estimate_peak_bytes
 
 CONFIG = g.GPENConfig(128, 2, 0.125)  # small: the pipeline, not the generator, is under test
 
@@ -88,7 +88,7 @@ def test_memory_follows_the_face_batch(model, detector, group_photo):
 
 
 def test_missing_detector_weights_say_what_to_put_where(tmp_path, monkeypatch):
-    import gpen_core.face.loader as loader
+    import gpen_core.face.detection.loader as loader
 
     monkeypatch.setattr(loader, "find_facenet_pytorch_data_dir", lambda: None)
     with pytest.raises(DetectorWeightsNotFoundError) as info:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import load_state_dict_strictly, read_state_dict_file, strip_module_prefix
+from ...weights import load_strict, read_tensor_file, strip_module_prefix
 from .errors import InvalidDetectorWeightsError
 
 logger = logging.getLogger(__name__)
@@ -347,8 +347,9 @@ def build_retinaface_from_state_dict(
     cleaned = strip_module_prefix(state_dict)
     backbone = detect_retinaface_backbone(cleaned)
     model = RetinaFaceNet(backbone)
-    load_state_dict_strictly(
-        model, cleaned, source, f"RetinaFace-{backbone}", optional_key_suffix="num_batches_tracked"
+    load_strict(
+        model, cleaned, source, f"RetinaFace-{backbone}", optional_key_suffix="num_batches_tracked",
+        error=InvalidDetectorWeightsError,
     )
     model.float().eval()
     logger.info("loaded RetinaFace-%s weights from %s", backbone, source)
@@ -365,5 +366,5 @@ def load_retinaface_net(path: str | Path) -> RetinaFaceNet:
         FileNotFoundError: ``path`` does not exist.
         InvalidDetectorWeightsError: the file is not a usable RetinaFace checkpoint.
     """
-    state_dict = read_state_dict_file(path)
+    state_dict = read_tensor_file(path, InvalidDetectorWeightsError)
     return build_retinaface_from_state_dict(state_dict, source=str(path))

@@ -6,6 +6,8 @@ caller (e.g. a ComfyUI node) can catch one class and show its message to the use
 
 from __future__ import annotations
 
+from ...weights import CheckpointError
+
 
 class FaceDetectorError(Exception):
     """Base class of every error raised on purpose by ``gpen_core.face``."""
@@ -18,6 +20,6 @@ class DetectorWeightsNotFoundError(FaceDetectorError, FileNotFoundError):
     """
 
 
-class InvalidDetectorWeightsError(FaceDetectorError, ValueError):
+class InvalidDetectorWeightsError(FaceDetectorError, CheckpointError):
     """A file was found but is not a usable checkpoint for the requested detector
     (not a ``torch.save`` file, not a state dict, wrong or missing keys, wrong shapes)."""

@@ -1,6 +1,7 @@
-"""Reading GPEN checkpoint files into a plain state dict, with errors that say what was found.
+"""Safe reading of every checkpoint this package loads (GPEN, face detectors, face parsers).
 
-Accepted: ``.pth``/``.pt`` (read with ``torch.load(weights_only=True)``: code in a pickle is
+One reader (:func:`read_file`), one rule for ``module.`` prefixes (:func:`strip_module_prefix`) and
+one strict loader (:func:`load_strict`) serve every network. For GPEN generators, accepted: ``.pth``/``.pt`` (read with ``torch.load(weights_only=True)``: code in a pickle is
 refused, never run), ``.safetensors``, training checkpoints that nest the generator under
 ``g_ema``, ``params_ema``, ``state_dict``, ``params`` or ``model``, and ``module.`` key prefixes.
 """
@@ -74,6 +75,75 @@ def read_file(path: str | os.PathLike) -> object:
         ) from err
 
 
+MODULE_PREFIX = "module."
+"""Left on every key by ``nn.DataParallel`` / ``DistributedDataParallel``."""
+
+
+def strip_module_prefix(state: Mapping[str, torch.Tensor]) -> StateDict:
+    """Remove one leading ``module.`` from every key that has it (the one rule for all networks)."""
+    return {(k[len(MODULE_PREFIX):] if k.startswith(MODULE_PREFIX) else k): v for k, v in state.items()}
+
+
+def read_tensor_file(path: str | os.PathLike, error: type[CheckpointError] = CheckpointError) -> StateDict:
+    """A plain ``{name: tensor}`` state dict from a file, read safely (:func:`read_file`).
+
+    Args:
+        path: a ``.pth``/``.pt``/``.safetensors`` file holding a flat mapping of tensors.
+        error: the :class:`CheckpointError` subclass to raise (e.g. the detectors' own).
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError (``error``): unreadable, or not a flat mapping of names to tensors.
+    """
+    try:
+        loaded = read_file(path)
+    except CheckpointError as err:
+        raise error(str(err)) from err
+    if not isinstance(loaded, Mapping):
+        raise error(f"{path} holds a {type(loaded).__name__}, not a state dict (a mapping of names to tensors)")
+    not_tensors = [str(key) for key, value in loaded.items() if not isinstance(value, torch.Tensor)]
+    if not_tensors:
+        raise error(f"{path} is not a plain state dict: entries that are not tensors: {not_tensors[:5]}")
+    return {str(key): value for key, value in loaded.items()}
+
+
+def load_strict(
+    model: torch.nn.Module,
+    state: Mapping[str, torch.Tensor],
+    source: str,
+    description: str,
+    *,
+    optional_key_suffix: str | None = None,
+    error: type[CheckpointError] = CheckpointError,
+) -> None:
+    """Load ``state`` into ``model`` with strict key and shape checking.
+
+    Args:
+        model: the module to fill.
+        state: prefix-stripped weights.
+        source: where the weights came from (for the message), e.g. a file path.
+        description: what the weights should be (for the message).
+        optional_key_suffix: model keys ending with this may be absent (the model keeps its
+            own value), e.g. ``"num_batches_tracked"``.
+        error: the :class:`CheckpointError` subclass to raise.
+
+    Raises:
+        CheckpointError (``error``): listing missing / unexpected / mis-shaped keys.
+    """
+    expected = model.state_dict()
+
+    def is_optional(key: str) -> bool:
+        return optional_key_suffix is not None and key.endswith(optional_key_suffix)
+
+    mismatch = key_mismatch(expected, state, is_optional)
+    if mismatch:
+        raise error(f"{source} does not match {description}: {mismatch}")
+    complete = dict(state)
+    for key, value in expected.items():
+        complete.setdefault(key, value)  # only optional keys can be absent here
+    model.load_state_dict(complete, strict=True)
+
+
 def _find_tensors(obj: object, name: str) -> StateDict:
     """The generator state dict inside a loaded object (plain, nested, or ``module.``-prefixed)."""
     if not isinstance(obj, Mapping):
@@ -84,10 +154,7 @@ def _find_tensors(obj: object, name: str) -> StateDict:
                 return _find_tensors(obj[key], f"{name}[{key!r}]")
         found = ", ".join(sorted(map(str, obj))[:8])
         raise CheckpointError(f"{name}: no tensors found; top-level keys: {found}")
-    tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if tensors and all(k.startswith("module.") for k in tensors):
-        tensors = {k[len("module."):]: v for k, v in tensors.items()}
-    return tensors
+    return strip_module_prefix({str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)})
 
 
 def _looks_like_discriminator(keys: set[str]) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .config import INPUT_RANGES
+from ..arch.config import INPUT_RANGES
 
 
 def split_alpha(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -2,8 +2,8 @@
 
 Example::
 
-    from gpen_core.face.loader import load_detector
-    from gpen_core.face.detection import detect_faces
+    from gpen_core.face.detection.loader import load_detector
+    from gpen_core.face.detection.api import detect_faces
 
     detector = load_detector("retinaface_resnet50", search_dirs=[models_dir / "facedetection"])
     faces = detect_faces(detector, image_hwc, selection="largest", max_faces=1)

@@ -7,7 +7,7 @@ image is never cut into independent tiles. Instead:
    keeping only the small low-resolution features.
 2. Decoder levels below ``tile_size`` run whole.
 3. Each output tile is computed level by level from crops of the level below, grown by
-   the exact receptive field of every operation (see :mod:`gpen_core.regions`), so the
+   the exact receptive field of every operation (see :mod:`gpen_core.arch.regions`), so the
    result equals the untiled forward. With ``recompute`` the encoder features of the
    tiled levels are recomputed per tile from a crop of the image.
 

@@ -3,7 +3,7 @@
 These modules only own parameters and buffers under the names the official
 checkpoints use (``conv.weight``, ``conv.modulation.bias``, ``noise.weight``,
 ``activate.bias``, ``blur.kernel`` ...). The arithmetic lives in
-:mod:`gpen_core.ops` and is driven by :class:`gpen_core.generator.GPEN`, which
+:mod:`gpen_core.arch.ops` and is driven by :class:`gpen_core.arch.generator.GPEN`, which
 can then schedule it level by level, tile by tile.
 """
 from __future__ import annotations

@@ -110,7 +110,7 @@ class GPEN(nn.Module):
     """GPEN face-restoration generator, equal to the official ``FullGenerator`` forward.
 
     Args:
-        config: hyper-parameters; see :func:`gpen_core.config.config_from_state_dict`.
+        config: hyper-parameters; see :func:`gpen_core.arch.config.config_from_state_dict`.
 
     Shape:
         ``forward``: ``(B, 3, S, S)`` RGB in ``config.input_range`` -> ``(B, 3, S, S)`` in the
@@ -316,7 +316,7 @@ class GPEN(nn.Module):
         tile_size: int | None = None,
         overlap: int | None = None,
         recompute: bool = False,
-        checkpoint: bool = False,
+        grad_checkpoint: bool = False,
         progress: "Callable[[int, int], None] | None" = None,
     ) -> torch.Tensor:
         """Enhance ``image (B, 3, S, S)``; returns ``(B, 3, S, S)`` float32, unclamped.
@@ -331,7 +331,7 @@ class GPEN(nn.Module):
                 per tile, so that peak memory follows the tile size, not the image size.
                 Without ``tile_size``, tiles of half the image are used (crops are what
                 make recomputation pay: the top level is where the memory peaks).
-            checkpoint: with gradients enabled, wrap every decoder level in non-reentrant
+            grad_checkpoint: with gradients enabled, wrap every decoder level in non-reentrant
                 ``torch.utils.checkpoint`` so its activations are recomputed during backward
                 instead of kept (fine-tuning, latent optimisation). No effect without
                 gradients, where nothing is kept for backward anyway.
@@ -349,7 +349,7 @@ class GPEN(nn.Module):
         del x
         styles = self.decoder_styles(self.latent(features[-1]))
         state = self.decode_start(features.pop(), styles)
-        use_checkpoint = checkpoint and torch.is_grad_enabled()
+        use_checkpoint = grad_checkpoint and torch.is_grad_enabled()
         for level in range(1, self.num_levels + 1):
             if use_checkpoint:
                 state = self._checkpointed_level(level, state, features.pop(), styles)

@@ -7,7 +7,7 @@ import gpen_core as g
 from helpers import TINY
 
 
-def forward_backward(model, x, checkpoint):
+def forward_backward(model, x, grad_checkpoint):
     model.zero_grad(set_to_none=True)
     saved = {}
 
@@ -16,7 +16,7 @@ def forward_backward(model, x, checkpoint):
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = model(x, checkpoint=checkpoint)
+        out = model(x, grad_checkpoint=grad_checkpoint)
     out.square().mean().backward()
     grads = {k: p.grad.clone() for k, p in model.named_parameters()}
     return out.detach(), grads, sum(saved.values())
@@ -25,8 +25,8 @@ def forward_backward(model, x, checkpoint):
 def test_checkpointed_gradients_equal_and_memory_lower(tiny_state):
     model = g.build_model(tiny_state).requires_grad_(True)
     x = g.seeded_input(TINY.size, 5, batch=2)
-    out, grads, kept = forward_backward(model, x, checkpoint=False)
-    out_ck, grads_ck, kept_ck = forward_backward(model, x, checkpoint=True)
+    out, grads, kept = forward_backward(model, x, grad_checkpoint=False)
+    out_ck, grads_ck, kept_ck = forward_backward(model, x, grad_checkpoint=True)
     assert torch.equal(out, out_ck)
     assert grads.keys() == grads_ck.keys() and len(grads) > 90
     for key in grads:

@@ -52,7 +52,7 @@ def test_safetensors_and_convert_round_trip(tmp_path, tiny_state, expected):
     pth = tmp_path / "GPEN-BFR-64.pth"
     torch.save({"g_ema": tiny_state}, pth)
     out = tmp_path / "converted.safetensors"
-    from gpen_core.cli import main
+    from gpen_core.tools.cli import main
 
     assert main(["convert", str(pth), str(out)]) == 0
     assert torch.equal(output(g.load_model(out, device="cpu")), expected)

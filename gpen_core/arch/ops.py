@@ -150,7 +150,7 @@ def modulated_conv2d(
         w = w.to(x.dtype)
         if upsample:
             # conv_transpose2d takes (C_in, C_out, k, k); the official code does not flip it.
-            # The stored layout (gpen_core.layers.ModulatedConv) makes this channels-last.
+            # The stored layout (gpen_core.arch.layers.ModulatedConv) makes this channels-last.
             y = F.conv_transpose2d(x, w.transpose(0, 1), stride=2)
         else:
             fused = bias.to(x.dtype) if fold and bias is not None and out is None else None

@@ -4,7 +4,7 @@ Rows are precision x strategy (plain, tiled, recompute, tiled + recompute, and a
 checkpointed forward+backward); columns are peak activation memory, peak with weights,
 time and the max abs error against the fp32 plain output. CUDA peaks come from
 ``torch.cuda.max_memory_allocated``; CPU peaks count live tensors
-(:class:`gpen_core.memory.LiveTensorPeak`). Times are the best of ``repeat`` runs, taken
+(:class:`gpen_core.runtime.memory.LiveTensorPeak`). Times are the best of ``repeat`` runs, taken
 without the memory counter.
 """
 from __future__ import annotations
@@ -19,12 +19,12 @@ from typing import Callable
 
 import torch
 
-from .config import GPENConfig
-from .generator import GPEN
-from .loading import build_model
-from .memory import MiB, peak_memory
-from .precision import DTYPES, resolve_device
-from .seeded import seeded_input, seeded_state_dict
+from ..arch.config import GPENConfig
+from ..arch.generator import GPEN
+from ..loading import build_model
+from ..runtime.memory import MiB, peak_memory
+from ..runtime.precision import DTYPES, resolve_device
+from ..arch.seeded import seeded_input, seeded_state_dict
 
 OFFICIAL_CONFIGS = {256: (1, 0.5), 512: (2, 1), 1024: (2, 1), 2048: (2, 1)}
 """(channel_multiplier, narrow) of the official releases; other sizes get a small test layout."""
@@ -112,7 +112,7 @@ def bench_backward(model: GPEN, x: torch.Tensor, precision: str, device: torch.d
     the memory that checkpointing exists to cut.
     """
     rows = []
-    for name, checkpoint in (("backward", False), ("backward + checkpoint", True)):
+    for name, grad_checkpoint in (("backward", False), ("backward + checkpoint", True)):
         def step() -> int:
             image = x.detach().clone().requires_grad_(True)
             saved: dict[int, int] = {}
@@ -123,7 +123,7 @@ def bench_backward(model: GPEN, x: torch.Tensor, precision: str, device: torch.d
                 return t
 
             with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                out = model(image, checkpoint=checkpoint)
+                out = model(image, grad_checkpoint=grad_checkpoint)
             out.float().square().mean().backward()
             return sum(saved.values())
 

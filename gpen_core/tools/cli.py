@@ -8,11 +8,11 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import CheckpointError, load_state_dict, save_safetensors
-from .enhance import enhance_images
-from .image_files import IMAGE_SUFFIXES, read_image, write_image
-from .loading import load_model
-from .precision import PRECISIONS, NonFiniteOutputError
+from ..weights import CheckpointError, load_state_dict, save_safetensors
+from ..enhance import enhance_images
+from ..images.files import IMAGE_SUFFIXES, read_image, write_image
+from ..loading import load_model
+from ..runtime.precision import PRECISIONS, NonFiniteOutputError
 
 
 class ProgressLine:
@@ -50,8 +50,8 @@ def _forward_options(args: argparse.Namespace) -> dict:
 
 def _restore_photo(model, detector, image: torch.Tensor, args: argparse.Namespace) -> torch.Tensor:
     """Detect, align, enhance and paste back every face of one ``(C, H, W)`` image."""
-    from .face.restore import DetectOptions, restore_faces
-    from .imaging import split_alpha
+    from ..face.restore import DetectOptions, restore_faces
+    from ..images.tensors import split_alpha
 
     rgb, alpha = split_alpha(image[None])
     options = DetectOptions(args.score_threshold, args.min_face_size, args.selection, args.max_faces)
@@ -74,7 +74,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     model = load_model(args.model, device=args.device, precision=args.precision, input_range=args.input_range)
     detector = None
     if not args.aligned:
-        from .face.loader import load_detector
+        from ..face.detection.loader import load_detector
 
         detector = load_detector(args.detector, args.detector_dir, device=model.device)
     progress = ProgressLine("enhance", len(files))
@@ -93,7 +93,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     state = load_state_dict(args.input)
-    from .loading import build_model
+    from ..loading import build_model
 
     build_model(state, name=args.input)  # refuse to write something that is not a loadable GPEN
     save_safetensors(state, args.output, overwrite=args.force)

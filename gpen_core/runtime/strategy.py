@@ -7,9 +7,9 @@ from typing import Callable
 
 import torch
 
-from .config import GPENConfig
-from .generator import GPEN
-from .tiled import MIN_TILE, effective_tile, whole_levels_below
+from ..arch.config import GPENConfig
+from ..arch.generator import GPEN
+from ..arch.tiled import MIN_TILE, effective_tile, whole_levels_below
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def free_memory_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    from .memory_report import available_ram_bytes
+    from .report import available_ram_bytes
 
     return available_ram_bytes()
 

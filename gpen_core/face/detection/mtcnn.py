@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import load_state_dict_strictly, read_state_dict_file, strip_module_prefix
+from ...weights import load_strict, read_tensor_file, strip_module_prefix
+from .errors import InvalidDetectorWeightsError
 
 logger = logging.getLogger(__name__)
 
@@ -165,8 +166,8 @@ def load_mtcnn_nets(weights_dir: str | Path) -> MTCNNNets:
     nets = MTCNNNets(PNet(), RNet(), ONet())
     for module, file_name in zip((nets.pnet, nets.rnet, nets.onet), MTCNN_WEIGHT_FILES, strict=True):
         path = weights_dir / file_name
-        state_dict = strip_module_prefix(read_state_dict_file(path))
-        load_state_dict_strictly(module, state_dict, str(path), f"MTCNN {type(module).__name__}")
+        state_dict = strip_module_prefix(read_tensor_file(path, InvalidDetectorWeightsError))
+        load_strict(module, state_dict, str(path), f"MTCNN {type(module).__name__}", error=InvalidDetectorWeightsError)
         module.float().eval()
     logger.info("loaded MTCNN weights from %s", weights_dir)
     return nets

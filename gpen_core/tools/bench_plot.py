@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from PIL import Image, ImageDraw
 
-from .memory import MiB
+from ..runtime.memory import MiB
 
 COLOURS = {"fp32": (70, 110, 200), "bf16": (220, 120, 50), "fp16": (80, 170, 90)}
 

@@ -1,0 +1,1 @@
+"""The GPEN network: hyper-parameters, tensor ops, parameter layout, decoder levels, generator and tiling."""
