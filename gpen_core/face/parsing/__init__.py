@@ -1,0 +1,46 @@
+"""Face parsing (ParseNet) for the paste mask: network, weights, input preparation, class tables."""
+
+from .inputs import PARSE_SIZE, parser_input, to_levels
+from .load import (
+    PARSER_DOWNLOADS,
+    ParserWeightsNotFoundError,
+    find_parser_weights,
+    load_parser,
+    parsenet_config_from_state_dict,
+    read_parser_state_dict,
+    require_parser_weights,
+)
+from .masks import (
+    CLASS_NAMES,
+    class_mask,
+    facexlib_paste_mask,
+    gpen_paste_mask,
+    kept_classes,
+)
+from .network import ParseNet, ParseNetConfig
+from .resize import cv2_resize_uint8
+from .seeded import seeded_parse_images, seeded_parsenet_state_dict, state_dict_digest
+
+__all__ = [
+    "CLASS_NAMES",
+    "PARSER_DOWNLOADS",
+    "PARSE_SIZE",
+    "ParseNet",
+    "ParseNetConfig",
+    "ParserWeightsNotFoundError",
+    "class_mask",
+    "cv2_resize_uint8",
+    "facexlib_paste_mask",
+    "find_parser_weights",
+    "gpen_paste_mask",
+    "kept_classes",
+    "load_parser",
+    "parsenet_config_from_state_dict",
+    "parser_input",
+    "read_parser_state_dict",
+    "require_parser_weights",
+    "seeded_parse_images",
+    "seeded_parsenet_state_dict",
+    "state_dict_digest",
+    "to_levels",
+]
