@@ -144,14 +144,14 @@ def load_strict(
     model.load_state_dict(complete, strict=True)
 
 
-def _find_tensors(obj: object, name: str) -> StateDict:
-    """The generator state dict inside a loaded object (plain, nested, or ``module.``-prefixed)."""
+def find_tensors(obj: object, name: str) -> StateDict:
+    """The state dict inside a loaded object (plain, nested under a training key, or ``module.``-prefixed)."""
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{name}: holds a {type(obj).__name__}, not a state dict of tensors")
     if not any(isinstance(v, torch.Tensor) for v in obj.values()):
         for key in NESTING_KEYS:
             if key in obj and isinstance(obj[key], Mapping):
-                return _find_tensors(obj[key], f"{name}[{key!r}]")
+                return find_tensors(obj[key], f"{name}[{key!r}]")
         found = ", ".join(sorted(map(str, obj))[:8])
         raise CheckpointError(f"{name}: no tensors found; top-level keys: {found}")
     return strip_module_prefix({str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)})
@@ -170,7 +170,7 @@ def load_state_dict(source: CheckpointSource) -> StateDict:
     """
     name = describe(source)
     obj = read_file(source) if isinstance(source, (str, os.PathLike)) else source
-    state = _find_tensors(obj, name)
+    state = find_tensors(obj, name)
     keys = set(state)
     if all(marker in keys for marker in GENERATOR_MARKERS):
         return state

@@ -9,7 +9,6 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from gpen_core.checkpoint import CheckpointError
 from gpen_core.face.parsing import (
     ParseNet,
     ParseNetConfig,
@@ -20,6 +19,7 @@ from gpen_core.face.parsing import (
     require_parser_weights,
     seeded_parsenet_state_dict,
 )
+from gpen_core.weights import CheckpointError
 
 SMALL = ParseNetConfig(in_size=64, out_size=64, min_feat_size=16, base_ch=8, parsing_ch=5, res_depth=2, ch_range=(4, 16))
 """A ParseNet with every kind of block (clipped channels, 2 down, 2 body, 2 up): milliseconds per forward."""

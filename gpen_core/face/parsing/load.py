@@ -15,14 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ...checkpoint import (
-    NESTING_KEYS,
-    CheckpointError,
-    describe,
-    key_mismatch,
-    read_file,
-)
-from ..checkpoint import strip_module_prefix
+from ...weights import CheckpointError, describe, find_tensors, load_strict, read_file
 from .network import ParseNet, ParseNetConfig
 
 logger = logging.getLogger(__name__)
@@ -112,18 +105,7 @@ def read_parser_state_dict(source: str | os.PathLike | Mapping[str, torch.Tensor
         obj: object = read_file(source)
     else:
         obj = source
-    for _ in range(3):  # a state dict may be nested under a training key (one or two levels)
-        if not isinstance(obj, Mapping):
-            raise CheckpointError(f"{name}: holds a {type(obj).__name__}, not a state dict of tensors")
-        if any(isinstance(value, torch.Tensor) for value in obj.values()):
-            break
-        inner = next((obj[key] for key in NESTING_KEYS if isinstance(obj.get(key), Mapping)), None)
-        if inner is None:
-            found = ", ".join(sorted(map(str, obj))[:8])
-            raise CheckpointError(f"{name}: no tensors found; top-level keys: {found}")
-        obj = inner
-    assert isinstance(obj, Mapping)
-    state = strip_module_prefix({str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)})
+    state = find_tensors(obj, name)
     if all(marker in state for marker in _MARKERS):
         return state
     for markers, what in _OTHER_NETWORKS:
@@ -211,12 +193,7 @@ def load_parser(
     state = read_parser_state_dict(source)
     config = parsenet_config_from_state_dict(state, name)
     model = ParseNet(config)
-    expected = model.state_dict()
-    mismatch = key_mismatch(expected, state, optional=lambda key: key.endswith("num_batches_tracked"))
-    if mismatch:
-        raise CheckpointError(f"{name}: does not match ParseNet ({config}): {mismatch}")
-    complete = {key: state.get(key, value) for key, value in expected.items()}
-    model.load_state_dict(complete, strict=True)
+    load_strict(model, state, name, f"ParseNet ({config})", optional_key_suffix="num_batches_tracked")
     model.eval().requires_grad_(False)
     model.to(device=device or "cpu", dtype=dtype)
     logger.debug("loaded ParseNet %s from %s", config, name)
