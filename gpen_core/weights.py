@@ -41,6 +41,8 @@ def read_file(path: str | os.PathLike) -> object:
         CheckpointError: unreadable, truncated, corrupt, or a pickle that asks to run code.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file; pass the .pth/.safetensors file in it")
     if not path.is_file():
         raise FileNotFoundError(
             f"GPEN checkpoint not found: {path}. Download the official weights (e.g. GPEN-BFR-512.pth) "
@@ -56,23 +58,51 @@ def read_file(path: str | os.PathLike) -> object:
             return load_file(str(path), device="cpu")
         except (SafetensorError, OSError, ValueError) as err:
             raise CheckpointError(f"{path}: not a readable safetensors file, truncated or corrupt ({err})") from err
+    not_pickle = _not_a_pickle(path)
+    if not_pickle:
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint: {not_pickle}")
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         text = str(err)
-        if "Weights only load failed" in text or "Unsupported global" in text or "Unsupported operand" in text:
+        lowered = text.lower()
+        detail = next((line.strip() for line in text.splitlines() if "nsupported" in line), text.splitlines()[0])
+        if "unsupported global" in lowered or "unsupported class" in lowered:
             raise CheckpointError(
                 f"{path}: refused to load: the pickle asks to run code or build objects other than tensors, "
                 "which is how malicious checkpoints work. Use the official weights, or convert a file you trust "
-                f"to .safetensors. Details: {text.splitlines()[0]}"
+                f"to .safetensors. Details: {detail}"
             ) from err
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint, truncated or corrupt ({text})") from err
+        raise CheckpointError(
+            f"{path}: not a PyTorch checkpoint: a pickle that is not a torch.save file of tensors, or corrupt "
+            f"({detail}); it was refused, nothing in it ran"
+        ) from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError, KeyError) as err:
         # Garbage bytes surface from the unpickler as IndexError/KeyError/ValueError/EOFError,
         # truncated zip archives as RuntimeError/OSError.
         raise CheckpointError(
             f"{path}: cannot be read; the file is truncated or corrupt ({type(err).__name__}: {err})"
         ) from err
+
+
+def _not_a_pickle(path: Path) -> str | None:
+    """Why a ``.pth`` file cannot be a torch checkpoint, judged from its first bytes; None if it may be one.
+
+    ``torch.save`` writes a zip archive (``PK``) or, in the legacy format, a pickle (``0x80``).
+    """
+    with path.open("rb") as f:
+        head = f.read(512)
+    if head.startswith((b"PK\x03\x04", b"\x80")):
+        return None
+    if len(head) > 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size:
+        return f"it is a safetensors file; rename it to {path.with_suffix('.safetensors').name}"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"unknown content (starts with bytes {head[:8].hex(' ')}), corrupt or another kind of file"
+    start = " ".join(text.split())[:40]
+    page = " (a web page: probably an error page saved instead of the download)" if "<html" in text.lower() else ""
+    return f"a text file{page}, starting {start!r}; download the weights again"
 
 
 MODULE_PREFIX = "module."
