@@ -1,14 +1,13 @@
-"""``load_model``: a checkpoint (file or state dict) to a ready :class:`GPEN` on a device."""
+"""``load_model``: a checkpoint (file or state dict) to a ready :class:`GPEN` on a device, and
+``safer_copy``: the same weights as a new model in a safer precision (the ``auto`` fallback)."""
 from __future__ import annotations
-
-import os
 
 import torch
 
-from .weights import CheckpointError, CheckpointSource, describe, key_mismatch, load_state_dict
 from .arch.config import ConfigError, config_from_state_dict
 from .arch.generator import GPEN
-from .runtime.precision import resolve_device, resolve_dtype
+from .runtime.precision import NAMES, resolve_device, resolve_dtype
+from .weights import CheckpointError, CheckpointSource, describe, key_mismatch, load_state_dict
 
 
 def build_model(state: dict[str, torch.Tensor], *, name: str = "<state dict>", input_range: str = "[-1,1]") -> GPEN:
@@ -44,12 +43,18 @@ def load_model(
             ``g_ema``/``params_ema``/``state_dict``, or with ``module.`` prefixes).
         device: ``None``/``"auto"``: the current CUDA device when there is one, else CPU.
         precision: ``fp32``, ``fp16``, ``bf16`` or ``auto`` (see :func:`gpen_core.runtime.precision.resolve_dtype`).
+            When ``auto`` resolves to a half precision, the float32 values of every tensor that
+            half precision rounds are kept in CPU memory (``fallback_weights``; today all of
+            them: 72 MiB for GPEN-256, 271 MiB for GPEN-512/1024/2048), so that a non-finite
+            output can be retried in a safer precision from the stored values
+            (:func:`safer_copy`), never from the file.
         input_range: ``"[-1,1]"`` (BFR, colorization, inpainting) or ``"[0,1]"`` (Seg2face).
         compute_device: the device the model will run on, if not ``device`` (e.g. weights kept on
             the CPU until a model manager moves them); ``auto`` precision is resolved for it.
 
     Returns:
-        The generator in eval mode, gradients off, with ``.config`` and ``.precision`` set.
+        The generator in eval mode, gradients off, with ``.config``, ``.precision`` and
+        ``.fallback_weights`` set.
 
     Raises:
         FileNotFoundError, CheckpointError: with the file name and what was found.
@@ -58,17 +63,54 @@ def load_model(
     model = build_model(state, name=describe(source), input_range=input_range)
     del state
     target = resolve_device(device)
-    model.to(device=target)
     runs_on = resolve_device(compute_device) if compute_device is not None else target
-    model.set_dtype(resolve_dtype(precision, runs_on))
+    dtype = resolve_dtype(precision, runs_on)
+    stored = model.state_dict() if precision == "auto" and dtype != torch.float32 else None
+    model.set_dtype(dtype)  # on the CPU: half-size transfers, and ``stored`` stays in CPU memory
+    model.fallback_weights = _changed_by_rounding(stored, model) if stored is not None else None
+    model.to(device=target)
     model.precision = precision
-    model.source = source if isinstance(source, (str, os.PathLike)) else None
     return model
 
 
-def change_dtype(model: GPEN, dtype: torch.dtype) -> None:
-    """Switch ``model`` to ``dtype``, re-reading the weights from its file when it has one,
-    so that moving up from half precision restores the exact stored values."""
-    model.set_dtype(dtype)
-    if model.source is not None:
-        model.load_state_dict(load_state_dict(model.source), strict=True)
+def _changed_by_rounding(stored: dict[str, torch.Tensor], model: GPEN) -> dict[str, torch.Tensor]:
+    """The float32 tensors of ``stored`` (the model's state before ``set_dtype``) whose values ``model``
+    no longer holds exactly: the ones now in half precision, and any rounded on the way to float32.
+
+    No copy is made: ``set_dtype`` gave the model new tensors, so these are the originals.
+    """
+    return {
+        key: stored[key]
+        for key, now in model.state_dict().items()
+        if now.dtype != stored[key].dtype or not torch.equal(now, stored[key])
+    }
+
+
+def safer_copy(model: GPEN, dtype: torch.dtype) -> GPEN:
+    """A new GPEN with ``model``'s stored weights, on its device, in ``dtype``; ``model`` is not touched.
+
+    The weights come from memory: ``model.fallback_weights`` (the float32 values the half-precision
+    tensors were rounded from) and the float32 tensors of ``model`` itself; never from the file,
+    which may have changed or gone since loading. The copy keeps ``precision`` and
+    ``fallback_weights`` (shared, read-only), so it can fall back again.
+
+    Raises:
+        RuntimeError: ``model`` has half-precision tensors but no ``fallback_weights`` (it was not
+            loaded with precision ``auto``).
+    """
+    live = model.state_dict()
+    kept = model.fallback_weights or {}
+    lost = [key for key, t in live.items() if t.dtype != torch.float32 and key not in kept]
+    if lost:
+        raise RuntimeError(
+            f"cannot rebuild this GPEN in {NAMES.get(dtype, dtype)}: {len(lost)} tensors (e.g. {lost[0]}) are held "
+            f"only in {NAMES.get(model.dtype, model.dtype)}; load it with precision 'auto' to keep float32 copies"
+        )
+    copy = GPEN(model.config)
+    copy.load_state_dict({key: kept.get(key, t) for key, t in live.items()}, strict=True)
+    copy.eval().requires_grad_(False)
+    copy.to(device=model.device)
+    copy.set_dtype(dtype)
+    copy.precision = model.precision
+    copy.fallback_weights = model.fallback_weights
+    return copy

@@ -13,10 +13,10 @@ from comfy_api.latest import io, ui
 from ..gpen_core.tools.bench import HEADER, bench_size, format_row
 from ..gpen_core.tools.bench_plot import plot_rows
 from ..gpen_core.loading import load_model
-from ..gpen_core.runtime.report import memory_report
 from ..gpen_core.runtime.precision import PRECISIONS
-from ..gpen_core.runtime.strategy import Strategy, estimate_peak_bytes
-from .logic import AUTO_TILE, EXACT_OVERLAP, OUTPUT_SIZES, enhance_comfy_images
+from ..gpen_core.runtime.report import RunRecord, memory_report
+from ..gpen_core.runtime.strategy import memory_needed
+from .logic import AUTO_TILE, EXACT_OVERLAP, OUTPUT_SIZES, core_tile_size, enhance_comfy_images
 from .model_folders import gpen_files, gpen_path
 
 GPENModel = io.Custom("GPEN_MODEL")
@@ -35,6 +35,16 @@ class GPENHolder(torch.nn.Module):
 
 _loaded: "weakref.WeakValueDictionary[tuple, comfy.model_patcher.ModelPatcher]" = weakref.WeakValueDictionary()
 """Loaded models by (file, its mtime and size, options): reused while some graph holds them, never pinned."""
+
+
+class LastRun:
+    """The last measured GPEN run of this ComfyUI process: kept by GPEN Enhance, shown by GPEN VRAM Report."""
+
+    record: RunRecord | None = None
+
+    @classmethod
+    def keep(cls, record: RunRecord) -> None:
+        cls.record = record
 
 
 def interruptible_progress(total: int):
@@ -127,16 +137,15 @@ class GPENEnhance(io.ComfyNode):
     @classmethod
     def execute(cls, image, gpen_model, tile_size, overlap, recompute, output_size, batch_size) -> io.NodeOutput:
         gpen = gpen_model.model.gpen
-        batch = min(batch_size, image.shape[0])
-        needed = 0
-        if tile_size != AUTO_TILE or recompute:
-            strategy = Strategy(tile_size or None, recompute)
-            needed = estimate_peak_bytes(gpen.config, gpen.dtype, batch, strategy)
+        batch = max(1, min(batch_size, image.shape[0]))
+        needed = memory_needed(gpen, batch, core_tile_size(tile_size), recompute,
+                               budget_bytes=mm.get_free_memory(gpen_model.load_device))
         mm.load_models_gpu([gpen_model], memory_required=needed)
         budget = mm.get_free_memory(gpen.device) if tile_size == AUTO_TILE else None
         out = enhance_comfy_images(
             gpen, image, tile_size=tile_size, overlap=overlap, recompute=recompute, output_size=output_size,
             batch_size=batch_size, memory_budget=budget, progress=interruptible_progress(image.shape[0]),
+            on_record=LastRun.keep,
         )
         return io.NodeOutput(out.to(mm.intermediate_device()))
 
@@ -158,7 +167,7 @@ class GPENVRAMReport(io.ComfyNode):
 
     @classmethod
     def execute(cls, passthrough=None) -> io.NodeOutput:
-        text = memory_report(mm.get_torch_device()).format()
+        text = memory_report(mm.get_torch_device(), last=LastRun.record).format()
         return io.NodeOutput(passthrough, text, ui=ui.PreviewText(text))
 
 

@@ -5,8 +5,9 @@ from typing import Callable
 
 import torch
 
-from ..gpen_core.enhance import enhance_images
+from ..gpen_core.enhance import Enhanced, enhance_images
 from ..gpen_core.arch.generator import GPEN
+from ..gpen_core.runtime.report import RunRecord
 
 OUTPUT_SIZES = ("model size", "input size")
 EXACT_OVERLAP = -1
@@ -58,8 +59,12 @@ def enhance_comfy_images(
     batch_size: int = 1,
     memory_budget: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    on_record: Callable[[RunRecord], None] | None = None,
 ) -> torch.Tensor:
-    """GPEN Enhance: ComfyUI IMAGE in, ComfyUI IMAGE out (3 channels, 4 when the input had alpha)."""
+    """GPEN Enhance: ComfyUI IMAGE in, ComfyUI IMAGE out (3 channels, 4 when the input had alpha).
+
+    ``on_record``: when given, the run is measured and its :class:`RunRecord` is handed to it.
+    """
     if output_size not in OUTPUT_SIZES:
         raise ValueError(f"output_size must be one of {OUTPUT_SIZES}; got {output_size!r}")
     with torch.inference_mode():
@@ -70,8 +75,13 @@ def enhance_comfy_images(
             batch_size=batch_size,
             memory_budget=memory_budget,
             progress=progress,
+            measure=on_record is not None,
             **forward_options(tile_size, overlap, recompute),
         )
+    if isinstance(out, Enhanced):
+        if on_record is not None:
+            on_record(out.record)
+        out = out.images
     return bchw_to_comfy(out)
 
 

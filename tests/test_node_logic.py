@@ -63,6 +63,10 @@ def test_enhance_node_logic(pack, model):
     assert same.shape == (3, 50, 70, 3)
     with pytest.raises(ValueError, match="output_size"):
         logic.enhance_comfy_images(model, images, output_size="huge")
+    kept = []
+    measured = logic.enhance_comfy_images(model, images, tile_size=32, on_record=kept.append)
+    assert torch.equal(measured, out) and len(kept) == 1
+    assert kept[0].strategy == "tiles of 32" and kept[0].peak_bytes > 0 and kept[0].peak_method == "live tensors"
 
 
 class CentreFaceDetector:

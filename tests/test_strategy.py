@@ -13,6 +13,8 @@ from gpen_core.runtime.strategy import (
     candidate_strategies,
     choose_strategy,
     estimate_peak_bytes,
+    memory_needed,
+    plan_strategy,
     run_with_ladder,
 )
 
@@ -91,3 +93,25 @@ def test_enhance_recovers_from_injected_oom(tiny_model, monkeypatch):
         out = enhance_images(tiny_model, images, batch_size=2)
     assert out.shape == (2, 3, 64, 64)
     assert calls[0] is None and calls[1] == 32  # tile halved below the 64-px model size
+
+
+def test_memory_needed_is_the_estimate_of_the_strategy_that_runs(tiny_model):
+    config, dtype = tiny_model.config, tiny_model.dtype
+    assert memory_needed(tiny_model, 2, None) == estimate_peak_bytes(config, dtype, 2, Strategy())
+    assert memory_needed(tiny_model, 2, 32, True) == estimate_peak_bytes(config, dtype, 2, Strategy(32, True))
+    budget = estimate_peak_bytes(config, dtype, 2, Strategy())  # the whole image does not fit 80% of it
+    chosen = choose_strategy(tiny_model, 2, budget)
+    assert chosen != Strategy()
+    for auto in ("auto", 0):
+        assert plan_strategy(tiny_model, 2, auto, budget_bytes=budget) == chosen
+        assert memory_needed(tiny_model, 2, auto, budget_bytes=budget) == estimate_peak_bytes(config, dtype, 2, chosen)
+    with torch.inference_mode():
+        record = enhance_images(tiny_model, torch.rand(2, 3, 64, 64), batch_size=2, tile_size=0,
+                                memory_budget=budget, measure=True).record
+    assert record.strategy == chosen.describe()  # what the estimate was for is what ran
+
+
+@pytest.mark.parametrize("bad", [8, -1, "big", 2.5, True])
+def test_bad_tile_sizes_are_refused(tiny_model, bad):
+    with pytest.raises(ValueError, match="tile_size must be None"):
+        plan_strategy(tiny_model, 1, bad)

@@ -16,7 +16,6 @@ Data flow (S = ``config.size``, features are stored without the activation gain)
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -130,8 +129,9 @@ class GPEN(nn.Module):
 
     precision: str = "fp32"
     """The precision asked for at load time (``auto`` may resolve to different dtypes)."""
-    source: "str | os.PathLike | None" = None
-    """The checkpoint file the weights came from, if any."""
+    fallback_weights: "dict[str, torch.Tensor] | None" = None
+    """float32 CPU copies of the tensors held in half precision (kept under precision ``auto``, for
+    :func:`gpen_core.loading.safer_copy`); None otherwise."""
 
     def set_dtype(self, dtype: torch.dtype) -> "GPEN":
         """Run convolutions in ``dtype``; the latent and modulation layers stay float32.

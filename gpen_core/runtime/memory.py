@@ -1,14 +1,25 @@
-"""Peak memory of a computation: CUDA allocator statistics, or live tensors counted on the CPU."""
+"""Peak memory of a computation on any device: allocator statistics where torch keeps them
+(CUDA, XPU ...), else live tensors counted as they are created and freed (CPU, MPS ...)."""
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 MiB = 1024 * 1024
+
+
+def _storage_ptr(tensor: torch.Tensor) -> int | None:
+    """The address of ``tensor``'s storage; None on back-ends whose tensors have none (opaque tensors)."""
+    try:
+        return tensor.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):
+        return None
 
 
 class LiveTensorPeak(TorchDispatchMode):
@@ -33,6 +44,8 @@ class LiveTensorPeak(TorchDispatchMode):
         self.peak_bytes = 0
         self._refs: dict[int, int] = {}
         self._sizes: dict[int, int] = {}
+        self.uncounted = 0
+        """Tensors whose storage has no pointer to key on (opaque back-ends); not counted."""
 
     def _release(self, ptr: int) -> None:
         self._refs[ptr] -= 1
@@ -41,10 +54,13 @@ class LiveTensorPeak(TorchDispatchMode):
             self.current_bytes -= self._sizes.pop(ptr)
 
     def _track(self, tensor: torch.Tensor, input_ptrs: set[int]) -> None:
-        storage = tensor.untyped_storage()
-        ptr = storage.data_ptr()
+        ptr = _storage_ptr(tensor)
+        if ptr is None:
+            self.uncounted += 1
+            return
         if ptr == 0:
             return
+        storage = tensor.untyped_storage()
         if ptr not in self._refs:
             if ptr in input_ptrs:
                 return  # a view of something allocated before the mode
@@ -55,9 +71,9 @@ class LiveTensorPeak(TorchDispatchMode):
         self._refs[ptr] += 1
         weakref.finalize(tensor, self._release, ptr)
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: D105
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         flat_in, _ = tree_flatten((args, kwargs or {}))
-        input_ptrs = {t.untyped_storage().data_ptr() for t in flat_in if isinstance(t, torch.Tensor)}
+        input_ptrs = {p for t in flat_in if isinstance(t, torch.Tensor) and (p := _storage_ptr(t)) is not None}
         out = func(*args, **(kwargs or {}))
         flat_out, _ = tree_flatten(out)
         for t in flat_out:
@@ -66,21 +82,77 @@ class LiveTensorPeak(TorchDispatchMode):
         return out
 
 
-def peak_memory(fn: Callable[[], Any], device: torch.device) -> tuple[Any, int]:
-    """Run ``fn()`` once; return its result and the peak bytes it allocated on ``device``.
+ALLOCATOR_FUNCTIONS = ("synchronize", "memory_allocated", "max_memory_allocated", "reset_peak_memory_stats")
+"""What a ``torch.<device type>`` module must offer for allocator peaks (``torch.cuda``, ``torch.xpu`` ...)."""
 
-    CUDA: ``torch.cuda.max_memory_allocated`` above what was allocated before the call.
-    CPU: the peak of live tensors created during the call (:class:`LiveTensorPeak`); the
-    mode slows the call down, so time it separately.
+
+def allocator_module(device: torch.device) -> ModuleType | None:
+    """``torch.cuda``, ``torch.xpu`` ... when that module reports allocator peaks for ``device``; else None.
+
+    ``torch.mps`` has no peak statistic (only the memory allocated now), and back-ends such as
+    DirectML (``privateuseone``) have no module at all.
     """
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        base = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
+    if device.type == "cpu":
+        return None
+    module = getattr(torch, device.type, None)
+    if isinstance(module, ModuleType) and all(callable(getattr(module, f, None)) for f in ALLOCATOR_FUNCTIONS):
+        return module
+    return None
+
+
+class PeakMeter:
+    """Peak memory of the computation inside ``with PeakMeter(device) as meter:``, on any device.
+
+    * CUDA, XPU and other devices whose ``torch.<type>`` module keeps allocator statistics:
+      ``max_memory_allocated`` above what was allocated when the block began (cheap).
+    * CPU, and devices without allocator statistics (MPS, DirectML ...): the peak of live
+      tensors created inside the block (:class:`LiveTensorPeak`; it slows the block down,
+      so time separately). ``method`` names the device when it is not the CPU.
+
+    Attributes:
+        peak_bytes: bytes (0 until the block ends).
+        method: how the figure was obtained, in words (for reports).
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.peak_bytes = 0
+        self._counter: LiveTensorPeak | None = None
+        self._allocator = allocator_module(device)
+        self._base = 0
+        if self._allocator is not None:
+            self.method = f"torch.{device.type}.max_memory_allocated"
+        elif device.type == "cpu":
+            self.method = "live tensors"
+        else:
+            self.method = f"live tensors (torch keeps no peak-memory statistic for {device.type})"
+
+    def __enter__(self) -> PeakMeter:
+        if self._allocator is not None:
+            self._allocator.synchronize(self.device)
+            self._base = self._allocator.memory_allocated(self.device)
+            self._allocator.reset_peak_memory_stats(self.device)
+        else:
+            self._counter = LiveTensorPeak()
+            self._counter.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._counter is not None:
+            self._counter.__exit__(*exc)
+            self.peak_bytes = self._counter.peak_bytes
+            if self._counter.uncounted:
+                self.method += f" ({self._counter.uncounted} tensors without a storage pointer not counted)"
+            self._counter = None
+        elif self._allocator is not None:
+            self._allocator.synchronize(self.device)
+            self.peak_bytes = self._allocator.max_memory_allocated(self.device) - self._base
+
+
+def peak_memory(fn: Callable[[], Any], device: torch.device) -> tuple[Any, int]:
+    """Run ``fn()`` once; return its result and the peak bytes it allocated on ``device`` (see
+    :class:`PeakMeter`). On the CPU the counting slows the call down, so time it separately.
+    """
+    with PeakMeter(device) as meter:
         result = fn()
-        torch.cuda.synchronize(device)
-        return result, torch.cuda.max_memory_allocated(device) - base
-    counter = LiveTensorPeak()
-    with counter:
-        result = fn()
-    return result, counter.peak_bytes
+    return result, meter.peak_bytes

@@ -62,6 +62,23 @@ def safer_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype | None:
     return None
 
 
+def check_finite_input(x: torch.Tensor, name: str) -> None:
+    """Raise ValueError when ``x`` (``(B, ...)``) holds NaN or infinity, naming the batch items; nothing is run.
+
+    A non-finite input makes a non-finite output in every precision: it must be rejected before the
+    model runs, not taken for a half-precision overflow.
+    """
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        per_item = (~finite).reshape(x.shape[0], -1).sum(dim=1)
+        items = [str(i) for i in per_item.nonzero().flatten().tolist()]
+        shown = ", ".join(items[:8]) + (" ..." if len(items) > 8 else "")
+        raise ValueError(
+            f"{name} holds {int(per_item.sum())} NaN/inf values (batch item(s) {shown}); GPEN was not run. "
+            f"Replace them first (e.g. torch.nan_to_num) or fix what produced them."
+        )
+
+
 def check_finite(out: torch.Tensor, dtype: torch.dtype) -> None:
     """Raise :class:`NonFiniteOutputError` when ``out`` holds NaN or infinity."""
     if not bool(torch.isfinite(out).all()):

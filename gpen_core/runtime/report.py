@@ -1,13 +1,13 @@
-"""A memory report: device, NVML totals, torch allocator figures, and the last GPEN run.
+"""A memory report: device, NVML totals, torch allocator figures, and a run record the caller kept.
 
 Never raises: whatever cannot be read (no NVIDIA driver, no CUDA, no ``pynvml``) is
 reported as unavailable with the reason.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import time
 from dataclasses import dataclass, field
 
 import torch
@@ -16,29 +16,25 @@ log = logging.getLogger(__name__)
 MiB = 1024 * 1024
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunRecord:
-    """Figures of one enhancement, kept for the report."""
+    """Figures of one measured enhancement (``enhance_images(..., measure=True)``), for the report.
+
+    Attributes:
+        device: where GPEN ran, e.g. ``"cuda:0"``.
+        peak_bytes: peak memory of the run above what was allocated before it (weights excluded).
+        peak_method: how ``peak_bytes`` was obtained (see :class:`gpen_core.runtime.memory.PeakMeter`).
+        seconds: wall time of the whole call (measurement included).
+        strategy: the memory strategy of the last batch, e.g. ``"tiles of 256 + recompute"``.
+        precision: the dtype that produced the output, e.g. ``"bf16"``, or ``"fp16 -> bf16"`` after a fallback.
+    """
 
     device: str
     peak_bytes: int
     peak_method: str
     seconds: float
     strategy: str
-    when: float = field(default_factory=time.time)
-
-
-_last_run: RunRecord | None = None
-
-
-def record_run(record: RunRecord) -> None:
-    """Remember ``record`` as the last enhancement (shown by :func:`memory_report`)."""
-    global _last_run
-    _last_run = record
-
-
-def last_run() -> RunRecord | None:
-    return _last_run
+    precision: str
 
 
 def _proc_status_kib(field_name: str) -> int | None:
@@ -93,7 +89,9 @@ class MemoryReport:
 
         lines = [f"Device: {self.device} ({self.device_name})"]
         if self.total_bytes is not None:
-            lines.append(f"Memory: free {mib(self.free_bytes)} / used {mib(self.used_bytes)} / total {mib(self.total_bytes)}")
+            lines.append(
+                f"Memory: free {mib(self.free_bytes)} / used {mib(self.used_bytes)} / total {mib(self.total_bytes)}"
+            )
         if self.process_bytes is not None:
             lines.append(f"This process on the GPU: {mib(self.process_bytes)}")
         if self.torch_allocated is not None:
@@ -109,7 +107,7 @@ class MemoryReport:
             r = self.last
             lines.append(
                 f"Last GPEN run: peak {mib(r.peak_bytes)} ({r.peak_method}), {r.seconds:.2f} s, "
-                f"{r.strategy} on {r.device}"
+                f"{r.strategy}, {r.precision} on {r.device}"
             )
         lines += [f"Note: {n}" for n in self.notes]
         return "\n".join(lines)
@@ -140,14 +138,17 @@ def _nvml_figures(report: MemoryReport, index: int) -> None:
     except pynvml.NVMLError as err:
         report.notes.append(f"NVML query failed: {err}")
     finally:
-        try:
+        with contextlib.suppress(pynvml.NVMLError):
             pynvml.nvmlShutdown()
-        except pynvml.NVMLError:
-            pass
 
 
-def memory_report(device: str | torch.device | None = None) -> MemoryReport:
-    """Memory figures for ``device`` (default: the current CUDA device, else the CPU). Never raises."""
+def memory_report(device: str | torch.device | None = None, last: RunRecord | None = None) -> MemoryReport:
+    """Memory figures for ``device`` (default: the current CUDA device, else the CPU). Never raises.
+
+    Args:
+        device: the device to report on.
+        last: the caller's last measured run (``enhance_images(..., measure=True)``), shown as "Last GPEN run".
+    """
     try:
         if device is None or str(device) == "auto":
             device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else "cpu"
@@ -161,7 +162,7 @@ def memory_report(device: str | torch.device | None = None) -> MemoryReport:
     rss, hwm = _proc_status_kib("VmRSS"), _proc_status_kib("VmHWM")
     report.rss_bytes = rss * 1024 if rss is not None else None
     report.rss_peak_bytes = hwm * 1024 if hwm is not None else None
-    report.last = _last_run
+    report.last = last
     if device.type == "cuda" and torch.cuda.is_available():
         index = device.index if device.index is not None else torch.cuda.current_device()
         report.device_name = torch.cuda.get_device_name(index)
@@ -172,6 +173,8 @@ def memory_report(device: str | torch.device | None = None) -> MemoryReport:
     else:
         if device.type == "cuda":
             report.notes.append("CUDA is not available in this PyTorch; showing CPU figures")
+        elif device.type != "cpu":
+            report.notes.append(f"no device memory figures for {device.type} in this report; showing system RAM")
         available = available_ram_bytes()
         report.free_bytes = available
         try:

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
 from ..arch.config import GPENConfig
 from ..arch.generator import GPEN
 from ..arch.tiled import MIN_TILE, effective_tile, whole_levels_below
+from .memory import allocator_module
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +96,66 @@ def choose_strategy(model: GPEN, batch: int, budget_bytes: int, *, margin: float
     return candidates[-1]
 
 
+TileSize = int | None | str
+"""``tile_size`` of the enhance functions: None = whole image; ``"auto"`` (or 0) = chosen from the free
+memory; an int >= :data:`gpen_core.arch.tiled.MIN_TILE` = that tile."""
+
+
+def is_auto(tile_size: TileSize) -> bool:
+    """Whether ``tile_size`` asks for the automatic choice (``"auto"`` or 0)."""
+    return tile_size == "auto" or (isinstance(tile_size, int) and not isinstance(tile_size, bool) and tile_size == 0)
+
+
+def plan_strategy(
+    model: GPEN, batch: int, tile_size: TileSize, recompute: bool = False, budget_bytes: int | None = None
+) -> Strategy:
+    """The strategy a run starts with: the one asked for, or under ``"auto"`` the fastest that fits.
+
+    Args:
+        model: the GPEN that will run (its size and dtype count).
+        batch: images per forward.
+        tile_size: see :data:`TileSize`.
+        recompute: asked-for recompute (``"auto"`` chooses recompute itself).
+        budget_bytes: memory for activations under ``"auto"``; default: the free memory of ``model.device``.
+
+    Raises:
+        ValueError: ``tile_size`` is neither None, ``"auto"``/0 nor an int >= MIN_TILE.
+    """
+    if is_auto(tile_size):
+        budget = budget_bytes if budget_bytes is not None else free_memory_bytes(model.device)
+        return choose_strategy(model, batch, budget)
+    if tile_size is not None and (
+        not isinstance(tile_size, int) or isinstance(tile_size, bool) or tile_size < MIN_TILE
+    ):
+        raise ValueError(
+            f"tile_size must be None (whole image), 'auto' or 0 (automatic), or a size >= {MIN_TILE}; got {tile_size!r}"
+        )
+    return Strategy(tile_size, recompute)
+
+
+def memory_needed(
+    model: GPEN, batch: int, tile_size: TileSize, recompute: bool = False, budget_bytes: int | None = None
+) -> int:
+    """Estimated activation bytes (weights excluded) of the strategy a run with these options starts with.
+
+    The one figure callers use to make room before a run (e.g. ComfyUI's ``load_models_gpu``):
+    :func:`plan_strategy` then :func:`estimate_peak_bytes`, the same functions
+    :func:`gpen_core.enhance.enhance_images` uses. Under ``"auto"`` pass the ``budget_bytes`` of
+    the device the model will run on (before it is moved there, ``model.device`` is another one).
+    """
+    strategy = plan_strategy(model, batch, tile_size, recompute, budget_bytes)
+    return estimate_peak_bytes(model.config, model.dtype, batch, strategy)
+
+
 def free_memory_bytes(device: torch.device) -> int:
-    """Free memory for activations on ``device``: CUDA free plus what torch holds in its cache; CPU: available RAM."""
-    if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    """Free memory for activations on ``device``: the device's free memory plus what torch holds in its
+    cache (CUDA, XPU: any ``torch.<type>`` with ``mem_get_info``); else available RAM (CPU, MPS's unified memory)."""
+    module = allocator_module(device)
+    if module is not None and callable(getattr(module, "mem_get_info", None)) and callable(
+        getattr(module, "memory_reserved", None)
+    ):
+        free, _total = module.mem_get_info(device)
+        return int(free + module.memory_reserved(device) - module.memory_allocated(device))
     from .report import available_ram_bytes
 
     return available_ram_bytes()
@@ -147,7 +203,9 @@ def run_with_ladder(run: Callable[[Strategy], torch.Tensor], start: Strategy, si
                 torch.cuda.empty_cache()
             following = next_rung(strategy, size)
             if following is not None:
-                log.warning("GPEN ran out of memory with %s; retrying with %s", strategy.describe(), following.describe())
+                log.warning(
+                    "GPEN ran out of memory with %s; retrying with %s", strategy.describe(), following.describe()
+                )
             strategy = following
     attempts = ", ".join(s.describe() for s in tried)
     raise GPENOutOfMemoryError(
