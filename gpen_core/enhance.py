@@ -15,6 +15,7 @@ import torch
 
 from .arch.generator import GPEN
 from .arch.tiled import effective_tile
+from .checks import image_as_float
 from .images.tensors import from_network, resize, split_alpha, to_network
 from .loading import safer_copy
 from .runtime.memory import PeakMeter
@@ -156,7 +157,8 @@ def enhance_images(
 
     Args:
         model: a loaded :class:`GPEN`; never changed (see :class:`CheckedRun`).
-        images: ``(B, C, H, W)`` float in [0, 1], finite, C in 1..4 (grey, grey+alpha, RGB, RGBA), any device.
+        images: ``(B, C, H, W)``, B >= 1, float in [0, 1] (finite) or uint8, C in 1..4 (grey, grey+alpha,
+            RGB, RGBA), any device.
         keep_size: resize the result back to ``H x W``; else it is ``S x S`` (the model size).
         batch_size: images per forward pass.
         tile_size: see :data:`gpen_core.runtime.strategy.TileSize` (None whole image, ``"auto"``/0 automatic).
@@ -172,13 +174,14 @@ def enhance_images(
         and kept; grey input comes back as RGB. With ``measure=True``: ``Enhanced(images, record)``.
 
     Raises:
-        ValueError: bad channels, a bad ``tile_size``, or NaN/inf in ``images`` (nothing is run).
+        ValueError, TypeError: bad shape, dtype or values (NaN/inf, outside [0, 1], empty) in ``images``,
+            or a bad ``tile_size``; nothing is run.
         GPENOutOfMemoryError: even the leanest strategy ran out of memory.
         NonFiniteOutputError: see :class:`CheckedRun`.
     """
     started = time.perf_counter()
+    images = image_as_float(images, "images")  # finite, in [0, 1] (uint8: / 255): checked before anything runs
     rgb, alpha = split_alpha(images)
-    check_finite_input(images, "images")
     s = model.config.size
     device = model.device
     out_h, out_w = (images.shape[-2], images.shape[-1]) if keep_size else (s, s)
@@ -188,7 +191,7 @@ def enhance_images(
     log.info("GPEN strategy: %s", strategy.describe())
     n_batches = math.ceil(total / batch_size)
     runner = CheckedRun(model)
-    results = [images.new_zeros((0, 3, out_h, out_w), dtype=torch.float32)]
+    results = []
     peak, method = 0, ""
     for index, start in enumerate(range(0, total, batch_size)):
         chunk = to_network(resize(rgb[start : start + batch_size].to(device), s, s), model.config.input_range)

@@ -92,3 +92,13 @@ def test_cli_bench_runs_without_weights(capsys):
     assert by[("fp32", "backward + checkpoint")].peak_bytes < by[("fp32", "backward")].peak_bytes
     img = __import__("gpen_core.tools.bench_plot", fromlist=["plot_rows"]).plot_rows(rows)
     assert img.size[0] == 900 and img.size[1] > 100
+
+
+def test_enhance_checks_the_images_first(tiny_model):
+    with pytest.raises(ValueError, match=r"images must hold values in \[0, 1\].*divide by 255"):
+        enhance_images(tiny_model, torch.full((1, 3, 8, 8), 200.0))
+    with pytest.raises(ValueError, match="images is empty"):
+        enhance_images(tiny_model, torch.zeros(0, 3, 8, 8))
+    grey = torch.randint(0, 256, (1, 1, 64, 64), dtype=torch.uint8)
+    with torch.inference_mode():
+        assert torch.equal(enhance_images(tiny_model, grey), enhance_images(tiny_model, grey.float() / 255))
