@@ -74,7 +74,7 @@ class CentreFaceDetector:
 
     name, device, default_score_threshold = "stub", torch.device("cpu"), 0.5
 
-    def detect_rgb255(self, image, score_threshold, min_face_size):
+    def detect_rgb255(self, image, score_threshold, min_face_size, progress=None):
         from comfyui_gpen.gpen_core.face.align import reference_points
         from comfyui_gpen.gpen_core.face.detection.result import FaceDetections
 

@@ -9,15 +9,25 @@ Example::
     results = restore_faces(model, detector, images)   # images (B, 3, H, W) RGB in [0, 1]
 """
 from .align import reference_points, similarity_transform, warp_faces
-from .detection import DETECTOR_NAMES, FaceDetections, FaceDetector, detect_faces, load_detector
+from .detection import (
+    DETECTOR_NAMES,
+    FACE_ORDERS,
+    FaceDetections,
+    FaceDetector,
+    FaceSelection,
+    detect_faces,
+    load_detector,
+)
 from .paste import official_paste_mask, paste_faces
 from .restore import DetectOptions, RestoredImage, restore_faces
 
 __all__ = [
     "DETECTOR_NAMES",
+    "FACE_ORDERS",
     "DetectOptions",
     "FaceDetections",
     "FaceDetector",
+    "FaceSelection",
     "RestoredImage",
     "detect_faces",
     "load_detector",

@@ -7,6 +7,7 @@ faces' activations at a time), then are pasted back image by image.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Callable
 
@@ -16,10 +17,11 @@ from ..enhance import enhance_images
 from ..arch.generator import GPEN
 from ..runtime.strategy import Strategy, estimate_peak_bytes, free_memory_bytes
 from .align import reference_points, similarity_transform, warp_faces
-from .detection.api import FaceSelection, detect_faces
+from .detection.api import detect_faces
 from .detection.detectors import FaceDetector
 from .paste import paste_faces
 from .detection.result import FaceDetections
+from .detection.selection import FaceSelection
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +31,20 @@ MAX_FACE_BATCH = 8
 
 @dataclass
 class DetectOptions:
-    """Face detection options (see :func:`gpen_core.face.detection.api.detect_faces`)."""
+    """Face detection options (see :func:`gpen_core.face.detection.api.detect_faces`); the last
+    four are a :class:`gpen_core.face.detection.FaceSelection`: ``selection`` is its order ("all" =
+    "score"), ``face_indices`` its index list ("0,2", "1-3", "" = all)."""
 
     score_threshold: float | None = None
     min_face_size: float = 0.0
-    selection: FaceSelection = "all"
+    selection: str = "score"
     max_faces: int | None = None
+    face_indices: str | Sequence[int] | None = ""
+    max_face_size: float = 0.0
+
+    def face_selection(self) -> FaceSelection:
+        """The selection these options describe (ValueError if one is invalid)."""
+        return FaceSelection(self.selection, self.face_indices, self.min_face_size, self.max_face_size, self.max_faces)
 
 
 @dataclass
@@ -102,12 +112,15 @@ def restore_faces(
     detect = detect or DetectOptions()
     size = model.config.size
     template = reference_points(size, dtype=torch.float64)
+    selection = detect.face_selection()
+    # Detection reports no faces done yet; calling progress between detector stages makes each
+    # stage a cancel point (the node's callback raises on a cancelled prompt).
+    detect_progress = None if progress is None else (lambda _done, _steps: progress(0, 1))
     found: list[tuple[FaceDetections, torch.Tensor, torch.Tensor]] = []
     for index in range(images.shape[0]):
         image = images[index]
         faces = detect_faces(
-            detector, image.permute(1, 2, 0), score_threshold=detect.score_threshold,
-            min_face_size=detect.min_face_size, selection=detect.selection, max_faces=detect.max_faces,
+            detector, image, score_threshold=detect.score_threshold, selection=selection, progress=detect_progress
         )
         if len(faces) == 0:
             log.warning("no face found in image %d (%dx%d)", index, image.shape[2], image.shape[1])

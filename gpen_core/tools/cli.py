@@ -14,12 +14,12 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from ..arch.tiled import MIN_TILE
 from ..checks import check_range
+from ..face.detection.selection import FACE_ORDERS, ORDER_ALIASES, FaceSelection
 from ..images.files import ImageReadError, read_image, write_image
 from ..runtime.precision import PRECISIONS, resolve_device
 from ..weights import CheckpointError
@@ -34,17 +34,14 @@ from .batch import (
     select_jobs,
 )
 
-if TYPE_CHECKING:
-    from ..face.detection.api import FaceSelection
-
 log = logging.getLogger(__name__)
 
 AUTO_TILE = "auto"
 WHOLE_IMAGE = ("none", "whole")
 EXACT_OVERLAP = -1
 """``--overlap`` value meaning exact halos (the core's ``overlap=None``), as in the node."""
-DETECTOR_OPTIONS = ("detector", "detector_dir", "fidelity", "selection", "max_faces", "min_face_size",
-                    "score_threshold")
+DETECTOR_OPTIONS = ("detector", "detector_dir", "fidelity", "selection", "faces", "max_faces", "min_face_size",
+                    "max_face_size", "score_threshold")
 """Options of whole-photo restoration, refused with ``--aligned`` (they would do nothing)."""
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
 
@@ -123,6 +120,12 @@ def check_enhance_options(args: argparse.Namespace) -> dict:
     check_range(max_faces, 0, None, "--max-faces (0: no limit)", integer=True)
     min_face = args.min_face_size or 0.0
     check_range(min_face, 0.0, None, "--min-face-size (0: no bound)")
+    max_face = args.max_face_size or 0.0
+    check_range(max_face, 0.0, None, "--max-face-size (0: no bound)")
+    try:
+        selection = FaceSelection(args.selection or "score", args.faces, float(min_face), float(max_face), max_faces)
+    except ValueError as error:
+        raise UsageError(f"face selection: {error}") from None
     check_range(args.overlap, EXACT_OVERLAP, None, "--overlap (-1: exact)", integer=True)
     tile_size = parse_tile_size(args.tile_size)
     if args.overlap != EXACT_OVERLAP and tile_size is None and not args.recompute:
@@ -132,8 +135,7 @@ def check_enhance_options(args: argparse.Namespace) -> dict:
     return {
         "fidelity": fidelity,
         "score_threshold": score or None,
-        "max_faces": max_faces or None,
-        "min_face_size": float(min_face),
+        "selection": selection,
         "forward": {
             "tile_size": tile_size,
             "overlap": None if args.overlap == EXACT_OVERLAP else args.overlap,
@@ -146,13 +148,15 @@ def check_enhance_options(args: argparse.Namespace) -> dict:
 # enhance
 
 
-def _restore_photo(model, detector, image: torch.Tensor, options: dict, selection: FaceSelection) -> tuple[torch.Tensor, int]:
+def _restore_photo(model, detector, image: torch.Tensor, options: dict) -> tuple[torch.Tensor, int]:
     """Detect, align, enhance and paste back every face of one ``(C, H, W)`` image; (image, faces found)."""
     from ..face.restore import DetectOptions, restore_faces
     from ..images.tensors import split_alpha
 
     rgb, alpha = split_alpha(image[None])
-    detect = DetectOptions(options["score_threshold"], options["min_face_size"], selection, options["max_faces"])
+    chosen: FaceSelection = options["selection"]
+    detect = DetectOptions(options["score_threshold"], chosen.min_face_size, chosen.order, chosen.max_faces,
+                           chosen.indices, chosen.max_face_size)
     result = restore_faces(model, detector, rgb, detect=detect, fidelity=options["fidelity"], **options["forward"])[0]
     out = result.image if alpha is None else torch.cat([result.image, alpha[0]])
     return out, len(result.detections)
@@ -221,7 +225,7 @@ def _run_jobs(jobs: list[Job], model, detector, options: dict, args: argparse.Na
                 if detector is None:
                     out = enhance_images(model, image[None], keep_size=args.keep_size, **options["forward"])[0]
                 else:
-                    out, faces = _restore_photo(model, detector, image, options, args.selection or "all")
+                    out, faces = _restore_photo(model, detector, image, options)
                     if faces == 0:
                         no_faces.append(_job_label(job))
                 write_image(job.target, out)
@@ -351,9 +355,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector-dir", action="append", default=None,
                    help="folder with detector weights (repeatable), e.g. ComfyUI/models/facedetection")
     p.add_argument("--fidelity", type=float, default=None, help="1 (default): restored faces, 0: original faces")
-    p.add_argument("--selection", choices=["all", "largest", "center"], default=None, help="default: all")
+    p.add_argument("--selection", choices=[*FACE_ORDERS, *ORDER_ALIASES], default=None,
+                   help="face order (default: score; all = score)")
+    p.add_argument("--faces", default=None, help='indices in that order, e.g. "0", "0,2", "1-3" (default: all)')
     p.add_argument("--max-faces", type=int, default=None, help="at most this many faces per image; 0: no limit")
-    p.add_argument("--min-face-size", type=float, default=None, help="ignore faces smaller than this (px); 0: no bound")
+    p.add_argument("--min-face-size", type=float, default=None,
+                   help="ignore faces whose box side max(w, h) is smaller (px); 0: no bound")
+    p.add_argument("--max-face-size", type=float, default=None,
+                   help="ignore faces whose box side max(w, h) is larger (px); 0: no bound")
     p.add_argument("--score-threshold", type=float, default=None, help="detector confidence; 0: the detector's default")
     p.add_argument("--model", required=True, help="GPEN checkpoint (.pth/.pt/.safetensors)")
     p.add_argument("-o", "--output", required=True, help="output folder (created if missing)")

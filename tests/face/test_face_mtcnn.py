@@ -15,11 +15,12 @@ from gpen_core.face.detection.errors import DetectorWeightsNotFoundError, Invali
 from gpen_core.face.detection.loader import load_detector
 from gpen_core.face.detection.mtcnn import MTCNN_WEIGHT_FILES, load_mtcnn_nets
 from gpen_core.face.detection.result import FaceDetections
+from gpen_core.face.detection.selection import FaceSelection
 
 
 def load_rgb(path: Path) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB (alpha dropped)."""
-    return torch.from_numpy(np.array(Image.open(path).convert("RGB")))
+    """(3, H, W) uint8 RGB (alpha dropped)."""
+    return torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +44,8 @@ def assert_plausible_landmarks(faces: FaceDetections) -> None:
 
 def test_group_photo_finds_most_faces(detector: MTCNNDetector, photos_dir: Path) -> None:
     image = load_rgb(photos_dir / "solvay-1927.png")
-    assert image.shape == (568, 1328, 3)
-    faces = detect_faces(detector, image, selection="all")
+    assert image.shape == (3, 568, 1328)
+    faces = detect_faces(detector, image)
     assert 20 <= len(faces) <= 35, len(faces)
     assert faces.image_size == (568, 1328)
     assert bool((faces.scores > 0.7).all())
@@ -57,22 +58,22 @@ def test_group_photo_finds_most_faces(detector: MTCNNDetector, photos_dir: Path)
 def test_group_photo_with_float_input_and_options(detector: MTCNNDetector, photos_dir: Path) -> None:
     image = load_rgb(photos_dir / "solvay-1927.png").float() / 255
     everything = detect_faces(detector, image)
-    largest_two = detect_faces(detector, image, selection="largest", max_faces=2)
+    largest_two = detect_faces(detector, image, selection=FaceSelection("largest", max_faces=2))
     assert len(largest_two) == 2
     assert float(largest_two.box_areas.min()) == pytest.approx(
         float(everything.box_areas.sort(descending=True).values[1])
     )
-    assert len(detect_faces(detector, image, min_face_size=1000)) == 0
+    assert len(detect_faces(detector, image, selection=FaceSelection(min_face_size=1000))) == 0
 
 
 def test_portrait_finds_exactly_one_face(detector: MTCNNDetector, photos_dir: Path) -> None:
     image = load_rgb(photos_dir / "portrait-1947.png")
-    assert image.shape == (439, 328, 3)
+    assert image.shape == (3, 439, 328)
     faces = detect_faces(detector, image)
     assert len(faces) == 1
     x1, y1, x2, y2 = faces.boxes[0].tolist()
     assert 100 < x2 - x1 < 250 and 100 < y2 - y1 < 300  # one large face
-    assert 0 <= x1 and x2 <= 328 and 0 <= y1 and y2 <= 439
+    assert x1 >= 0 and x2 <= 328 and y1 >= 0 and y2 <= 439
     assert_plausible_landmarks(faces)
 
 

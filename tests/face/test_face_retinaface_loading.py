@@ -102,7 +102,7 @@ def test_resnet50_seeded_round_trip(tmp_path: Path, make_seeded_state_dict: Call
     expected_loc, _, _ = outputs_of(source, network_input)
     assert torch.equal(loc, expected_loc)
 
-    image = torch.rand((100, 132, 3), generator=generator)
+    image = torch.rand((3, 100, 132), generator=generator)
     faces = detect_faces(detector, image, score_threshold=0.5)
     assert faces.boxes.shape[1:] == (4,) and faces.landmarks.shape[1:] == (5, 2)
     assert faces.image_size == (100, 132)

@@ -177,10 +177,10 @@ def test_detector_end_to_end_matches_facexlib_detect_faces(
 
 
 def test_detect_faces_entry_point_with_float_image(net: RetinaFaceNet, load_reference: LoadReference) -> None:
-    """The public entry point on an (H, W, 3) float [0, 1] RGB image: the /255 round trip may move
+    """The public entry point on a (3, H, W) float [0, 1] RGB image: the /255 round trip may move
     inputs by an ulp, so rows are matched by position with a loose tolerance; counts must agree."""
-    image_hwc = (reference_image_bgr().flip(0) / 255.0).permute(1, 2, 0)
-    faces = detect_faces(RetinaFaceDetector(net), image_hwc, score_threshold=0.97)
+    image = reference_image_bgr().flip(0) / 255.0
+    faces = detect_faces(RetinaFaceDetector(net), image, score_threshold=0.97)
     reference_boxes = load_reference("detect_full_t0.97_boxes")
     assert len(faces) == reference_boxes.shape[0]
     ours = faces.boxes.numpy()

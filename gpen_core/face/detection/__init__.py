@@ -1,25 +1,39 @@
-"""Face detection: RetinaFace and MTCNN behind one :func:`detect_faces` call.
+"""Face detection: RetinaFace and MTCNN behind one :func:`detect_faces` call, and the one
+face selection (order, indices, size bounds, count) used by the core, the nodes and the CLI.
 
 Example::
 
-    from gpen_core.face.detection import detect_faces, load_detector
+    from gpen_core.face.detection import FaceSelection, detect_faces, load_detector
 
     detector = load_detector("auto", search_dirs=["models/facedetection"])
-    faces = detect_faces(detector, image)   # image (3, H, W) RGB float in [0, 1]
+    faces = detect_faces(detector, image)   # image (3, H, W) RGB float in [0, 1] or uint8
+    largest = detect_faces(detector, image, selection=FaceSelection("largest", max_faces=1))
 """
-from .api import FACE_SELECTIONS, FaceSelection, detect_faces, order_faces
+from .api import detect_faces
 from .detectors import FaceDetector, MTCNNDetector, RetinaFaceDetector
 from .errors import DetectorWeightsNotFoundError, FaceDetectorError, InvalidDetectorWeightsError
 from .loader import DETECTOR_NAMES, load_detector
 from .result import FaceDetections
+from .selection import (
+    FACE_ORDERS,
+    ORDER_ALIASES,
+    FaceOrder,
+    FaceSelection,
+    order_faces,
+    parse_face_indices,
+    select_face_indices,
+    select_faces,
+)
 
 __all__ = [
     "DETECTOR_NAMES",
-    "FACE_SELECTIONS",
+    "FACE_ORDERS",
+    "ORDER_ALIASES",
     "DetectorWeightsNotFoundError",
     "FaceDetections",
     "FaceDetector",
     "FaceDetectorError",
+    "FaceOrder",
     "FaceSelection",
     "InvalidDetectorWeightsError",
     "MTCNNDetector",
@@ -27,4 +41,7 @@ __all__ = [
     "detect_faces",
     "load_detector",
     "order_faces",
+    "parse_face_indices",
+    "select_face_indices",
+    "select_faces",
 ]

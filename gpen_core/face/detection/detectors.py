@@ -9,7 +9,7 @@ device) and returns :class:`.result.FaceDetections`. Users normally call
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -23,6 +23,9 @@ from .retinaface_postprocess import postprocess_retinaface
 
 logger = logging.getLogger(__name__)
 
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``, called between detector stages; may raise to cancel."""
+
 
 @runtime_checkable
 class FaceDetector(Protocol):
@@ -35,11 +38,17 @@ class FaceDetector(Protocol):
     """Score threshold used when the caller passes ``None``."""
 
     def detect_rgb255(
-        self, image: torch.Tensor, score_threshold: float, min_face_size: float
+        self,
+        image: torch.Tensor,
+        score_threshold: float,
+        min_face_size: float,
+        progress: Progress | None = None,
     ) -> FaceDetections:
         """Detect faces in (3, H, W) float32 RGB [0, 255] on ``self.device``; keep scores
         strictly above ``score_threshold``; ``min_face_size`` (px, >= 0) is a hint the detector
-        may use to skip work (filtering is done by the caller)."""
+        may use to skip work (filtering is done by the caller). ``progress(done, total)`` is
+        called with 0 first, between stages, and with ``total`` last; an exception it raises
+        stops detection and propagates."""
         ...
 
 
@@ -76,16 +85,32 @@ class RetinaFaceDetector:
         self._bgr_mean = torch.tensor(BGR_MEAN, dtype=torch.float32, device=self.device).view(3, 1, 1)
 
     def detect_rgb255(
-        self, image: torch.Tensor, score_threshold: float, min_face_size: float
+        self,
+        image: torch.Tensor,
+        score_threshold: float,
+        min_face_size: float,
+        progress: Progress | None = None,
     ) -> FaceDetections:
         height, width = image.shape[1:]
+        total = self.net.stages + 2  # network stages, heads, post-processing
+        done = 0
+
+        def step() -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(done, total)
+
+        if progress is not None:
+            progress(0, total)
         with torch.inference_mode():
             bgr = image.flip(0)
             if self.max_input_side is not None and max(height, width) > self.max_input_side:
                 resize = self.max_input_side / max(height, width)
                 bgr = F.interpolate(bgr[None], scale_factor=resize, mode="bilinear", align_corners=False)[0]
             network_input = (bgr - self._bgr_mean)[None]
-            loc, conf, landmarks = self.net(network_input)
+            loc, conf, landmarks = self.net(network_input, step)
+            step()
             input_height, input_width = network_input.shape[2:]
             boxes, scores, points = postprocess_retinaface(
                 loc[0],
@@ -103,6 +128,7 @@ class RetinaFaceDetector:
                 )
                 boxes = boxes * xy_scale.repeat(2)
                 points = points * xy_scale.repeat(5)
+        step()
         return FaceDetections(
             boxes=boxes.float(),
             scores=scores.float(),
@@ -117,8 +143,8 @@ class MTCNNDetector:
     Args:
         nets: loaded :class:`.mtcnn.MTCNNNets`.
         device: where to run them; the networks are moved there.
-        pyramid_min_face_size: smallest face (px) the image pyramid looks for when the caller
-            asks for no larger minimum (facenet-pytorch default 20). Smaller is slower.
+        pyramid_min_face_size: smallest face (px) the image pyramid looks for (facenet-pytorch
+            default 20), unless half the caller's ``min_face_size`` is larger. Smaller is slower.
         stage_thresholds: P-Net / R-Net / O-Net thresholds (facenet-pytorch default 0.6, 0.7, 0.7).
         pyramid_factor: ratio between pyramid scales (default 0.709).
     """
@@ -144,13 +170,20 @@ class MTCNNDetector:
         self.pyramid_factor = float(pyramid_factor)
 
     def detect_rgb255(
-        self, image: torch.Tensor, score_threshold: float, min_face_size: float
+        self,
+        image: torch.Tensor,
+        score_threshold: float,
+        min_face_size: float,
+        progress: Progress | None = None,
     ) -> FaceDetections:
         height, width = image.shape[1:]
-        pyramid_min = max(self.pyramid_min_face_size, float(min_face_size))
+        # The pyramid starts at half the caller's minimum: starting at the minimum itself loses
+        # faces near the bound (on the Solvay photo with a 45 px minimum, 14 of the 18 faces a full
+        # pyramid finds; from half of it, 17).
+        pyramid_min = max(self.pyramid_min_face_size, float(min_face_size) / 2)
         with torch.inference_mode():
             boxes, scores, points = run_mtcnn(
-                self.nets, image, pyramid_min, self.stage_thresholds, self.pyramid_factor
+                self.nets, image, pyramid_min, self.stage_thresholds, self.pyramid_factor, progress
             )
             threshold = torch.tensor(score_threshold, dtype=torch.float32, device=scores.device)
             keep = scores > threshold

@@ -1,13 +1,13 @@
 """Validation and conversion of the image given to the face detectors.
 
-Convention (one, everywhere in this package): a single RGB image as a ``torch.Tensor`` of
-shape ``(H, W, 3)`` (channels last, like one ComfyUI ``IMAGE`` frame), either
+Convention (one, everywhere in the core): a single RGB image as a ``torch.Tensor`` of shape
+``(3, H, W)`` (channels first), either
 
 * ``torch.uint8`` with values in [0, 255], or
 * a floating dtype with values in [0, 1].
 
-Batches, channels-first tensors, greyscale or RGBA images are rejected with a message naming
-the shape that was received.
+Batches, channels-last tensors (convert at the node / CLI edge), greyscale or RGBA images are
+rejected with a message naming the shape that was received.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import torch
 _FLOAT_RANGE_TOLERANCE = 0.05
 
 
-def image_to_rgb255_chw(image: torch.Tensor, device: torch.device | str) -> torch.Tensor:
-    """Check one RGB image and convert it to the detectors' internal layout.
+def image_to_rgb255(image: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """Check one RGB image and convert it to the detectors' internal range.
 
     Args:
-        image: (H, W, 3) RGB; uint8 in [0, 255] or float in [0, 1].
+        image: (3, H, W) RGB; uint8 in [0, 255] or float in [0, 1].
         device: where the result should live.
 
     Returns:
@@ -34,32 +34,30 @@ def image_to_rgb255_chw(image: torch.Tensor, device: torch.device | str) -> torc
         ValueError: wrong shape, empty image, non-finite values, or float values outside [0, 1].
     """
     if not isinstance(image, torch.Tensor):
-        raise TypeError(f"image must be a torch.Tensor of shape (H, W, 3), got {type(image).__name__}")
+        raise TypeError(f"image must be a torch.Tensor of shape (3, H, W), got {type(image).__name__}")
     shape = tuple(image.shape)
-    if image.ndim != 3 or shape[2] != 3:
+    if image.ndim != 3 or shape[0] != 3:
         hint = ""
         if image.ndim == 4:
             hint = " (a batch: pass one image, e.g. images[i])"
-        elif image.ndim == 3 and shape[0] == 3:
-            hint = " (channels first: use image.permute(1, 2, 0))"
-        elif image.ndim == 3 and shape[2] == 4:
-            hint = " (RGBA: drop the alpha channel, image[..., :3])"
-        raise ValueError(f"image must have shape (H, W, 3) RGB, got {shape}{hint}")
-    if shape[0] < 1 or shape[1] < 1:
+        elif image.ndim == 3 and shape[2] == 3:
+            hint = " (channels last, like a ComfyUI IMAGE frame: use image.permute(2, 0, 1))"
+        elif image.ndim == 3 and shape[0] == 4:
+            hint = " (RGBA: drop the alpha channel, image[:3])"
+        raise ValueError(f"image must have shape (3, H, W) RGB, got {shape}{hint}")
+    if shape[1] < 1 or shape[2] < 1:
         raise ValueError(f"image is empty: shape {shape}")
     if image.dtype == torch.uint8:
-        pixels = image.to(device=device, dtype=torch.float32)
-    elif image.is_floating_point():
-        pixels = image.to(device=device, dtype=torch.float32)
-        if not bool(torch.isfinite(pixels).all()):
-            raise ValueError("image contains NaN or infinite values")
-        low, high = float(pixels.min()), float(pixels.max())
-        if low < -_FLOAT_RANGE_TOLERANCE or high > 1.0 + _FLOAT_RANGE_TOLERANCE:
-            raise ValueError(
-                f"float images must hold values in [0, 1]; got values in [{low:.4g}, {high:.4g}] "
-                "(for [0, 255] data pass a uint8 tensor or divide by 255)"
-            )
-        pixels = pixels.clamp(0.0, 1.0) * 255.0
-    else:
+        return image.to(device=device, dtype=torch.float32)
+    if not image.is_floating_point():
         raise TypeError(f"image dtype must be uint8 or floating point, got {image.dtype}")
-    return pixels.permute(2, 0, 1).contiguous()
+    pixels = image.to(device=device, dtype=torch.float32)
+    if not bool(torch.isfinite(pixels).all()):
+        raise ValueError("image contains NaN or infinite values")
+    low, high = float(pixels.min()), float(pixels.max())
+    if low < -_FLOAT_RANGE_TOLERANCE or high > 1.0 + _FLOAT_RANGE_TOLERANCE:
+        raise ValueError(
+            f"float images must hold values in [0, 1]; got values in [{low:.4g}, {high:.4g}] "
+            "(for [0, 255] data pass a uint8 tensor or divide by 255)"
+        )
+    return pixels.clamp(0.0, 1.0) * 255.0

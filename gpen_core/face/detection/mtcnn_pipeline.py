@@ -11,7 +11,7 @@ would misalign its crop list instead).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -103,27 +103,37 @@ def _crop_and_resample(
     return _normalise(torch.cat(crops, dim=0)), valid_mask
 
 
-def _propose(nets: MTCNNNets, image: torch.Tensor, scales: Sequence[float], threshold: float) -> torch.Tensor:
-    """Stage 1: P-Net over the pyramid. Returns (K, 5) squared boxes + score column."""
+def _scale_candidates(nets: MTCNNNets, image: torch.Tensor, scale: float, threshold: float) -> torch.Tensor:
+    """P-Net at one pyramid scale: (K, 9) boxes x1, y1, x2, y2, score, 4 offsets, after NMS 0.5."""
     height, width = image.shape[1:]
+    resized = F.interpolate(image[None], size=(int(height * scale + 1), int(width * scale + 1)), mode="area")
+    offsets, probabilities = nets.pnet(_normalise(resized))
+    face_probability = probabilities[0, 1]
+    rows, cols = torch.nonzero(face_probability >= threshold, as_tuple=True)
+    scores = face_probability[rows, cols]
+    cell_offsets = offsets[0][:, rows, cols].T
+    cells = torch.stack([cols, rows], dim=1).to(image.dtype)
+    top_left = ((PNET_STRIDE * cells + 1) / scale).floor()
+    bottom_right = ((PNET_STRIDE * cells + PNET_CELL_SIZE) / scale).floor()
+    candidates = torch.cat([top_left, bottom_right, scores[:, None], cell_offsets], dim=1)
+    return candidates[greedy_nms(candidates[:, :4], candidates[:, 4], 0.5)]
+
+
+def _propose(
+    nets: MTCNNNets,
+    image: torch.Tensor,
+    scales: Sequence[float],
+    threshold: float,
+    scale_done: Callable[[int], None],
+) -> torch.Tensor:
+    """Stage 1: P-Net over the pyramid. Returns (K, 5) squared boxes + score column.
+    ``scale_done(i)`` is called after scale ``i`` (the cancel point between scales)."""
     per_scale: list[torch.Tensor] = []
-    for scale in scales:
-        resized = F.interpolate(
-            image[None], size=(int(height * scale + 1), int(width * scale + 1)), mode="area"
-        )
-        offsets, probabilities = nets.pnet(_normalise(resized))
-        face_probability = probabilities[0, 1]
-        rows, cols = torch.nonzero(face_probability >= threshold, as_tuple=True)
-        if rows.numel() == 0:
-            continue
-        scores = face_probability[rows, cols]
-        cell_offsets = offsets[0][:, rows, cols].T
-        cells = torch.stack([cols, rows], dim=1).to(image.dtype)
-        top_left = ((PNET_STRIDE * cells + 1) / scale).floor()
-        bottom_right = ((PNET_STRIDE * cells + PNET_CELL_SIZE) / scale).floor()
-        candidates = torch.cat([top_left, bottom_right, scores[:, None], cell_offsets], dim=1)
-        keep = greedy_nms(candidates[:, :4], candidates[:, 4], 0.5)
-        per_scale.append(candidates[keep])
+    for index, scale in enumerate(scales):
+        candidates = _scale_candidates(nets, image, scale, threshold)
+        if candidates.shape[0]:
+            per_scale.append(candidates)
+        scale_done(index)
     if not per_scale:
         return image.new_zeros((0, 5))
     candidates = torch.cat(per_scale, dim=0)
@@ -185,6 +195,7 @@ def run_mtcnn(
     min_face_size: float = 20.0,
     stage_thresholds: Sequence[float] = DEFAULT_STAGE_THRESHOLDS,
     pyramid_factor: float = DEFAULT_PYRAMID_FACTOR,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Detect faces with MTCNN in one image.
 
@@ -194,6 +205,9 @@ def run_mtcnn(
         min_face_size: smallest face side (px) the pyramid looks for; > 0.
         stage_thresholds: face-probability thresholds of P-Net (``>=``), R-Net and O-Net (``>``).
         pyramid_factor: scale ratio between pyramid levels, in (0, 1).
+        progress: ``progress(done, total)`` with ``total = scales + 2``: called with 0 first,
+            then after each pyramid scale, after R-Net and after O-Net. It may raise to
+            cancel; nothing is left half-done (the exception propagates).
 
     Returns:
         ``boxes`` (N, 4) float32 ``[x1, y1, x2, y2]`` px, ``scores`` (N,) O-Net face
@@ -210,14 +224,24 @@ def run_mtcnn(
         raise ValueError(f"stage_thresholds needs 3 values, got {list(stage_thresholds)}")
     height, width = image_rgb_0_255.shape[1:]
     scales = pyramid_scales(height, width, min_face_size, pyramid_factor)
-    boxes = _propose(nets, image_rgb_0_255, scales, stage_thresholds[0])
+    total = len(scales) + 2
+
+    def report(done: int) -> None:
+        if progress is not None:
+            progress(done, total)
+
+    report(0)
+    boxes = _propose(nets, image_rgb_0_255, scales, stage_thresholds[0], lambda index: report(index + 1))
     logger.debug("mtcnn: %d pyramid scales, %d proposals", len(scales), boxes.shape[0])
     if boxes.shape[0] > 0:
         boxes = _refine(nets, image_rgb_0_255, boxes, stage_thresholds[1])
         logger.debug("mtcnn: %d boxes after R-Net", boxes.shape[0])
+    report(total - 1)
     if boxes.shape[0] == 0:
         empty = image_rgb_0_255.new_zeros((0, 4))
-        return empty, empty[:, 0], image_rgb_0_255.new_zeros((0, 5, 2))
-    final_boxes, scores, points = _output(nets, image_rgb_0_255, boxes, stage_thresholds[2])
-    logger.debug("mtcnn: %d faces after O-Net", final_boxes.shape[0])
+        final_boxes, scores, points = empty, empty[:, 0], image_rgb_0_255.new_zeros((0, 5, 2))
+    else:
+        final_boxes, scores, points = _output(nets, image_rgb_0_255, boxes, stage_thresholds[2])
+        logger.debug("mtcnn: %d faces after O-Net", final_boxes.shape[0])
+    report(total)
     return final_boxes, scores, points

@@ -6,16 +6,6 @@ from dataclasses import dataclass
 
 import torch
 
-LANDMARK_ORDER: tuple[str, ...] = (
-    "eye_image_left",
-    "eye_image_right",
-    "nose",
-    "mouth_corner_image_left",
-    "mouth_corner_image_right",
-)
-"""Order of the 5 landmarks. "image left" means smaller x in the image (for a frontal face,
-the subject's right eye). This is the order of facexlib's FaceRestoreHelper 5-point template."""
-
 
 @dataclass(frozen=True)
 class FaceDetections:
@@ -25,7 +15,10 @@ class FaceDetections:
         boxes: (N, 4) float32 ``[x1, y1, x2, y2]`` in pixels of the input image (x to the
             right, y down). Not clipped: a face at the border may extend past the image.
         scores: (N,) float32 detector confidence in [0, 1].
-        landmarks: (N, 5, 2) float32 ``(x, y)`` pixels, in :data:`LANDMARK_ORDER`.
+        landmarks: (N, 5, 2) float32 ``(x, y)`` pixels, in the order of facexlib's
+            FaceRestoreHelper 5-point template: eye image-left, eye image-right, nose, mouth
+            corner image-left, mouth corner image-right ("image left" = smaller x; for a
+            frontal face, the subject's right eye).
         image_size: ``(height, width)`` of the image the coordinates refer to.
     """
 

@@ -21,7 +21,7 @@ the detector wrapper that ties both together is :class:`.detectors.RetinaFaceDet
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -35,6 +35,13 @@ from .errors import InvalidDetectorWeightsError
 logger = logging.getLogger(__name__)
 
 RetinaFaceBackbone = Literal["mobile0.25", "resnet50"]
+
+StageDone = Callable[[], None]
+"""Called after each stage of a forward; may raise to cancel it (see :attr:`RetinaFaceNet.stages`)."""
+
+
+def _no_op() -> None:
+    pass
 
 BGR_MEAN: tuple[float, float, float] = (104.0, 117.0, 123.0)
 """Per-channel mean (B, G, R) subtracted from [0, 255] pixels before the network."""
@@ -109,12 +116,18 @@ class MobileNetV1Body(nn.Module):
             _depthwise_separable(256, 256, 1),
         )
 
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+    stages = 3
+    """Calls of ``stage_done`` per forward."""
+
+    def forward(self, images: torch.Tensor, stage_done: StageDone = _no_op) -> list[torch.Tensor]:
         """(N, 3, H, W) -> [(N, 64, H/8, W/8), (N, 128, H/16, W/16), (N, 256, H/32, W/32)]
-        (sizes rounded up)."""
+        (sizes rounded up); ``stage_done()`` after each stage."""
         stride8 = self.stage1(images)
+        stage_done()
         stride16 = self.stage2(stride8)
+        stage_done()
         stride32 = self.stage3(stride16)
+        stage_done()
         return [stride8, stride16, stride32]
 
 
@@ -172,13 +185,21 @@ class ResNet50Body(nn.Module):
         layers += [_Bottleneck(width * 4, width, 1, with_downsample=False) for _ in range(blocks - 1)]
         return nn.Sequential(*layers)
 
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """(N, 3, H, W) -> [stride-8 (512 ch), stride-16 (1024 ch), stride-32 (2048 ch)]."""
+    stages = 4
+    """Calls of ``stage_done`` per forward."""
+
+    def forward(self, images: torch.Tensor, stage_done: StageDone = _no_op) -> list[torch.Tensor]:
+        """(N, 3, H, W) -> [stride-8 (512 ch), stride-16 (1024 ch), stride-32 (2048 ch)];
+        ``stage_done()`` after layer1 (with the stem), layer2, layer3 and layer4."""
         features = self.maxpool(self.relu(self.bn1(self.conv1(images))))
         features = self.layer1(features)
+        stage_done()
         stride8 = self.layer2(features)
+        stage_done()
         stride16 = self.layer3(stride8)
+        stage_done()
         stride32 = self.layer4(stride16)
+        stage_done()
         return [stride8, stride16, stride32]
 
 
@@ -266,7 +287,7 @@ class RetinaFaceNet(nn.Module):
         config = _BACKBONE_CONFIG[backbone]
         in_channels: tuple[int, int, int] = config["in_channels"]  # type: ignore[assignment]
         out_channels: int = config["out_channels"]  # type: ignore[assignment]
-        self.body: nn.Module = MobileNetV1Body() if backbone == "mobile0.25" else ResNet50Body()
+        self.body: MobileNetV1Body | ResNet50Body = MobileNetV1Body() if backbone == "mobile0.25" else ResNet50Body()
         self.fpn = FeaturePyramid(in_channels, out_channels)
         self.ssh1 = ContextModule(out_channels)
         self.ssh2 = ContextModule(out_channels)
@@ -276,17 +297,28 @@ class RetinaFaceNet(nn.Module):
         self.LandmarkHead = nn.ModuleList([_AnchorHead(out_channels, 10) for _ in range(3)])
         self.eval()
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    @property
+    def stages(self) -> int:
+        """Calls of ``stage_done`` per forward: the backbone's stages, the feature pyramid, the
+        context modules (the heads follow, then the forward returns)."""
+        return self.body.stages + 2
+
+    def forward(
+        self, images: torch.Tensor, stage_done: StageDone = _no_op
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Run the network.
 
         Args:
             images: (N, 3, H, W) float, BGR, [0, 255] minus :data:`BGR_MEAN`.
+            stage_done: called :attr:`stages` times, after each stage; may raise to cancel.
 
         Returns:
             ``(loc (N, A, 4), conf (N, A, 2) softmax [background, face], landmarks (N, A, 10))``.
         """
-        pyramid = self.fpn(self.body(images))
+        pyramid = self.fpn(self.body(images, stage_done))
+        stage_done()
         features = [self.ssh1(pyramid[0]), self.ssh2(pyramid[1]), self.ssh3(pyramid[2])]
+        stage_done()
         loc = torch.cat([head(f) for head, f in zip(self.BboxHead, features, strict=True)], dim=1)
         logits = torch.cat([head(f) for head, f in zip(self.ClassHead, features, strict=True)], dim=1)
         landmarks = torch.cat([head(f) for head, f in zip(self.LandmarkHead, features, strict=True)], dim=1)

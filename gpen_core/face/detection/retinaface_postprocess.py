@@ -88,7 +88,6 @@ def postprocess_retinaface(
     input_width: int,
     conf_threshold: float = 0.8,
     nms_threshold: float = 0.4,
-    resize: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Turn one image's raw network outputs into detections, as facexlib's ``detect_faces``.
 
@@ -100,11 +99,9 @@ def postprocess_retinaface(
         input_width: network input width in pixels.
         conf_threshold: keep anchors whose face score is strictly greater (compared in float32).
         nms_threshold: IoU above which a lower-scored box is suppressed.
-        resize: factor the image was scaled by before the network; coordinates are divided by
-            it to return to the original image's pixels.
 
     Returns:
-        ``boxes`` (N, 4) float32 ``[x1, y1, x2, y2]`` px, ``scores`` (N,) float32 in (0, 1],
+        ``boxes`` (N, 4) float32 ``[x1, y1, x2, y2]`` in pixels of the network input, ``scores`` (N,) float32 in (0, 1],
         ``landmarks`` (N, 10) float32 ``[x0, y0, ..., x4, y4]`` px; rows in descending score
         order (stable among ties), on the input's device. Not clipped to the image.
     """
@@ -134,9 +131,6 @@ def postprocess_retinaface(
     point_scale = box_scale[:2].repeat(5)
     boxes = decode_boxes(loc[candidates].float(), priors[candidates]) * box_scale
     points = decode_landmarks(landmarks[candidates].float(), priors[candidates]) * point_scale
-    if resize != 1:
-        boxes = boxes / resize
-        points = points / resize
 
     keep = greedy_nms(boxes, scores, nms_threshold)
     logger.debug(
