@@ -10,15 +10,15 @@ No ComfyUI import anywhere in this package. Main entry points::
 
 Whole photos: :func:`gpen_core.face.restore.restore_faces` (detect, align, enhance, paste back).
 """
-from .weights import CheckpointError, load_state_dict, save_safetensors
 from .arch.config import ConfigError, GPENConfig, config_from_state_dict
-from .enhance import enhance_images
 from .arch.generator import GPEN
+from .arch.seeded import seeded_input, seeded_state_dict
+from .enhance import enhance_images
 from .loading import build_model, load_model
+from .runtime.precision import PRECISIONS, NonFiniteOutputError, resolve_device, resolve_dtype
 from .runtime.report import memory_report
 from .runtime.strategy import GPENOutOfMemoryError, Strategy
-from .runtime.precision import PRECISIONS, NonFiniteOutputError, resolve_device, resolve_dtype
-from .arch.seeded import seeded_input, seeded_state_dict
+from .weights import CheckpointError, load_state_dict, save_safetensors
 
 __all__ = [
     "GPEN",

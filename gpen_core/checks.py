@@ -44,7 +44,7 @@ def check_shape(x: object, dims: Sequence[str], name: str, hint: str = "") -> No
     ok = isinstance(x, torch.Tensor) and x.ndim == len(dims)
     if ok:
         assert isinstance(x, torch.Tensor)
-        for size, dim in zip(x.shape, dims):
+        for size, dim in zip(x.shape, dims, strict=True):
             allowed = [int(d) for d in dim.split("|")] if dim.replace("|", "").isdigit() else None
             if allowed is not None and int(size) not in allowed:
                 ok = False

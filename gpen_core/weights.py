@@ -1,22 +1,23 @@
 """Safe reading of every checkpoint this package loads (GPEN, face detectors, face parsers).
 
 One reader (:func:`read_file`), one rule for ``module.`` prefixes (:func:`strip_module_prefix`) and
-one strict loader (:func:`load_strict`) serve every network. For GPEN generators, accepted: ``.pth``/``.pt`` (read with ``torch.load(weights_only=True)``: code in a pickle is
-refused, never run), ``.safetensors``, training checkpoints that nest the generator under
-``g_ema``, ``params_ema``, ``state_dict``, ``params`` or ``model``, and ``module.`` key prefixes.
+one strict loader (:func:`load_strict`) serve every network. For GPEN generators, accepted:
+``.pth``/``.pt`` (read with ``torch.load(weights_only=True)``: code in a pickle is refused, never run),
+``.safetensors``, training checkpoints that nest the generator under ``g_ema``, ``params_ema``,
+``state_dict``, ``params`` or ``model``, and ``module.`` key prefixes.
 """
 from __future__ import annotations
 
 import os
 import pickle
 import zipfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping, Union
 
 import torch
 
 StateDict = dict[str, torch.Tensor]
-CheckpointSource = Union[str, os.PathLike, Mapping[str, torch.Tensor]]
+CheckpointSource = str | os.PathLike | Mapping[str, torch.Tensor]
 
 NESTING_KEYS = ("g_ema", "params_ema", "state_dict", "params", "model", "generator")
 """Keys under which training code stores the generator weights, tried in this order."""

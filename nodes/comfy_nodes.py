@@ -7,15 +7,16 @@ import weakref
 import comfy.model_management as mm
 import comfy.model_patcher
 import comfy.utils
+import numpy as np
 import torch
 from comfy_api.latest import io, ui
 
-from ..gpen_core.tools.bench import HEADER, bench_size, format_row
-from ..gpen_core.tools.bench_plot import plot_rows
 from ..gpen_core.loading import load_model
 from ..gpen_core.runtime.precision import PRECISIONS
 from ..gpen_core.runtime.report import RunRecord, memory_report
 from ..gpen_core.runtime.strategy import memory_needed
+from ..gpen_core.tools.bench import HEADER, bench_size, format_row
+from ..gpen_core.tools.bench_plot import plot_rows
 from .logic import AUTO_TILE, EXACT_OVERLAP, OUTPUT_SIZES, core_tile_size, enhance_comfy_images
 from .model_folders import gpen_files, gpen_path
 
@@ -33,7 +34,7 @@ class GPENHolder(torch.nn.Module):
         self.device = device
 
 
-_loaded: "weakref.WeakValueDictionary[tuple, comfy.model_patcher.ModelPatcher]" = weakref.WeakValueDictionary()
+_loaded: weakref.WeakValueDictionary[tuple, comfy.model_patcher.ModelPatcher] = weakref.WeakValueDictionary()
 """Loaded models by (file, its mtime and size, options): reused while some graph holds them, never pinned."""
 
 
@@ -77,13 +78,16 @@ class LoadGPENModel(io.ComfyNode):
             node_id="GPENModelLoader",
             display_name="Load GPEN Model",
             category="GPEN",
-            description="Load a GPEN generator (.pth/.pt/.safetensors) from models/gpen; size and width are read from the weights.",
+            description="Load a GPEN generator (.pth/.pt/.safetensors) from models/gpen; size and width are read "
+                        "from the weights.",
             inputs=[
                 io.Combo.Input("model_name", options=files, default=DEFAULT_MODEL if DEFAULT_MODEL in files else None,
-                               tooltip="official GPEN-BFR-256/512/1024/2048 (or colorization/inpainting/Seg2face) weights"),
+                               tooltip="official GPEN-BFR-256/512/1024/2048 (or colorization/inpainting/Seg2face) "
+                                       "weights"),
                 io.Combo.Input("precision", options=list(PRECISIONS), default="auto",
                                tooltip="auto: bf16 on GPUs that support it, fp16 on other recent GPUs, fp32 on CPU; "
-                                       "NaN in half precision is detected and, under auto, retried in a safer precision"),
+                                       "NaN in half precision is detected and, under auto, retried in a safer "
+                                       "precision"),
                 io.Combo.Input("device", options=list(DEVICES), default="auto"),
                 io.Combo.Input("input_range", options=["[-1,1]", "[0,1]"], default="[-1,1]",
                                tooltip="[0,1] only for the Seg2face model"),
@@ -184,7 +188,8 @@ class GPENBenchmark(io.ComfyNode):
             not_idempotent=True,
             inputs=[
                 io.Combo.Input("size", options=["256", "512", "1024", "2048"], default="512"),
-                io.Combo.Input("precisions", options=["fp32", "bf16", "fp16", "fp32+bf16", "fp32+fp16"], default="fp32+bf16"),
+                io.Combo.Input("precisions", options=["fp32", "bf16", "fp16", "fp32+bf16", "fp32+fp16"],
+                               default="fp32+bf16"),
                 io.Int.Input("tile_size", default=256, min=16, max=2048, step=16),
                 io.Int.Input("repeat", default=1, min=1, max=10),
                 io.Boolean.Input("backward", default=False, tooltip="also time forward+backward with checkpointing"),
@@ -196,11 +201,12 @@ class GPENBenchmark(io.ComfyNode):
     def execute(cls, size, precisions, tile_size, repeat, backward) -> io.NodeOutput:
         device = mm.get_torch_device()
         mm.unload_all_models()
-        lines = [HEADER]
-        rows = bench_size(int(size), precisions.split("+"), tile_size, device, repeat, backward=backward,
-                          log=lambda line: (mm.throw_exception_if_processing_interrupted(), lines.append(line)))
-        text = "\n".join([f"GPEN benchmark on {device}"] + [HEADER] + [format_row(r) for r in rows])
-        import numpy as np
 
+        def stop_if_cancelled(_row: str) -> None:
+            mm.throw_exception_if_processing_interrupted()
+
+        rows = bench_size(int(size), precisions.split("+"), tile_size, device, repeat, backward=backward,
+                          log=stop_if_cancelled)
+        text = "\n".join([f"GPEN benchmark on {device}"] + [HEADER] + [format_row(r) for r in rows])
         plot = torch.from_numpy(np.asarray(plot_rows(rows), dtype=np.float32) / 255.0)[None]
         return io.NodeOutput(text, plot, ui=ui.PreviewText(text))

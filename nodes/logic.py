@@ -1,12 +1,12 @@
 """Node logic without ComfyUI: image layout, option mapping, and the enhance call."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
-from ..gpen_core.enhance import Enhanced, enhance_images
 from ..gpen_core.arch.generator import GPEN
+from ..gpen_core.enhance import Enhanced, enhance_images
 from ..gpen_core.runtime.report import RunRecord
 
 OUTPUT_SIZES = ("model size", "input size")

@@ -75,7 +75,7 @@ class ComfyServer:
         self.log_path = base / "comfyui.log"
         cmd = [python, "main.py", "--listen", "127.0.0.1", "--port", str(port), "--base-directory", str(base),
                "--database-url", "sqlite:///:memory:", *extra_args]
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - open while the server runs; closed in stop()
         self.proc = subprocess.Popen(cmd, cwd=comfyui_dir, stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
 

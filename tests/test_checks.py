@@ -54,7 +54,8 @@ def test_range_open_bounds_and_integers():
 def test_image_checks():
     check_image(torch.rand(1, 3, 4, 4))
     check_image(torch.full((3, 4, 4), 255, dtype=torch.uint8))
-    with pytest.raises(ValueError, match=r"image must hold values in \[0, 1\]; got values in \[255, 255\] \(for 8-bit data divide by 255"):
+    message = r"image must hold values in \[0, 1\]; got values in \[255, 255\] \(for 8-bit data divide by 255"
+    with pytest.raises(ValueError, match=message):
         check_image(torch.full((3, 4, 4), 255.0))
     nan = torch.rand(3, 4, 4)
     nan[0, 0, 0] = float("nan")

@@ -234,7 +234,7 @@ def test_api_workflow_runs(path, comfy, object_info):
             if expected is not None:
                 assert size == expected[i], f"node {node_id} image {i}: {size}, expected {expected[i]}"
             else:
-                assert 16 <= min(size) and max(size) <= 8192, size
+                assert min(size) >= 16 and max(size) <= 8192, size
             assert pixels.std() > 0, f"{file.name} is a flat image"
 
     for node_id, node in prompt.items():  # whole photos: faces found and cropped at the model size

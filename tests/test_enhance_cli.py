@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 
 import gpen_core as g
-from gpen_core.tools.cli import main
 from gpen_core.enhance import enhance_images
+from gpen_core.tools.cli import main
 
 
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
@@ -20,7 +20,7 @@ def test_channels_and_sizes(tiny_model, channels):
     out_channels = 4 if channels in (2, 4) else 3
     assert model_size.shape == (2, out_channels, 64, 64)
     assert kept.shape == (2, out_channels, 50, 70)
-    assert 0 <= float(model_size.min()) and float(model_size.max()) <= 1
+    assert float(model_size.min()) >= 0 and float(model_size.max()) <= 1
     if out_channels == 4:  # alpha is carried through, only resized
         assert torch.allclose(kept[:, 3], images[:, -1], atol=1e-6)
 

@@ -19,7 +19,9 @@ from gpen_core.runtime.strategy import (
 )
 
 
-@pytest.mark.parametrize("strategy", [Strategy(), Strategy(64), Strategy(64, True), Strategy(32, True), Strategy(None, True)])
+@pytest.mark.parametrize(
+    "strategy", [Strategy(), Strategy(64), Strategy(64, True), Strategy(32, True), Strategy(None, True)]
+)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_estimate_is_an_upper_bound(strategy, dtype):
     config = g.GPENConfig(128, 2, 0.25)

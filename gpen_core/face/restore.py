@@ -7,21 +7,20 @@ faces' activations at a time), then are pasted back image by image.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
-from ..enhance import enhance_images
 from ..arch.generator import GPEN
+from ..enhance import enhance_images
 from ..runtime.strategy import Strategy, estimate_peak_bytes, free_memory_bytes
 from .align import reference_points, similarity_transform, warp_faces
 from .detection.api import detect_faces
 from .detection.detectors import FaceDetector
-from .paste import paste_faces
 from .detection.result import FaceDetections
 from .detection.selection import FaceSelection
+from .paste import paste_faces
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +153,9 @@ def restore_faces(
         restored = restored_all[start : start + count].to(image.device, image.dtype)
         start += count
         if count:
-            pasted, mask = paste_faces(image, restored, crops.to(image.dtype), matrices.to(image.device), fidelity=fidelity)
+            pasted, mask = paste_faces(
+                image, restored, crops.to(image.dtype), matrices.to(image.device), fidelity=fidelity
+            )
         else:
             pasted, mask = image, torch.zeros(image.shape[1:], dtype=torch.float32, device=image.device)
         results.append(RestoredImage(pasted, mask.float(), crops, restored, faces))

@@ -180,7 +180,9 @@ def _decode(img: Image.Image, name: str) -> torch.Tensor:
         declared = sample_format(img)
         upright = ImageOps.exif_transpose(img)
     except Exception as err:  # Pillow's decoders raise OSError, SyntaxError, ValueError, struct.error ...
-        raise ImageReadError(f"{name}: cannot decode the image, truncated or corrupt ({type(err).__name__}: {err})") from err
+        raise ImageReadError(
+            f"{name}: cannot decode the image, truncated or corrupt ({type(err).__name__}: {err})"
+        ) from err
     return image_to_tensor(upright, name, declared)
 
 

@@ -10,21 +10,22 @@ without the memory counter.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from ..arch.config import GPENConfig
 from ..arch.generator import GPEN
+from ..arch.seeded import seeded_input, seeded_state_dict
 from ..loading import build_model
 from ..runtime.memory import MiB, peak_memory
 from ..runtime.precision import DTYPES, resolve_device
-from ..arch.seeded import seeded_input, seeded_state_dict
 
 OFFICIAL_CONFIGS = {256: (1, 0.5), 512: (2, 1), 1024: (2, 1), 2048: (2, 1)}
 """(channel_multiplier, narrow) of the official releases; other sizes get a small test layout."""
@@ -69,12 +70,13 @@ OVERLAPS = (0, 2)
 
 def strategies(tile_size: int, size: int, overlaps: tuple[int, ...] = OVERLAPS) -> list[tuple[str, dict]]:
     tile = min(tile_size, size)
-    return [
+    rows: list[tuple[str, dict]] = [
         ("plain", {}),
         (f"tiled {tile}", {"tile_size": tile}),
         ("recompute", {"recompute": True}),
         (f"tiled {tile} + recompute", {"tile_size": tile, "recompute": True}),
-    ] + [(f"tiled {tile} overlap {o}", {"tile_size": tile, "overlap": o}) for o in overlaps]
+    ]
+    return rows + [(f"tiled {tile} overlap {o}", {"tile_size": tile, "overlap": o}) for o in overlaps]
 
 
 def bench_size(size: int, precisions: list[str], tile_size: int, device: torch.device, repeat: int,
@@ -94,9 +96,10 @@ def bench_size(size: int, precisions: list[str], tile_size: int, device: torch.d
         model.set_dtype(DTYPES[precision])
         model(x)  # warm-up: kernels and allocator
         for name, options in strategies(tile_size, size, overlaps):
+            forward = functools.partial(model, x, **options)
             with torch.inference_mode():
-                seconds = best_time(lambda: model(x, **options), repeat, device)
-                out, peak = peak_memory(lambda: model(x, **options), device)
+                seconds = best_time(forward, repeat, device)
+                out, peak = peak_memory(forward, device)
             if reference is None:
                 reference = out.float()
             error = float((out.float() - reference).abs().max())
@@ -116,7 +119,7 @@ def bench_backward(model: GPEN, x: torch.Tensor, precision: str, device: torch.d
     """
     rows = []
     for name, grad_checkpoint in (("backward", False), ("backward + checkpoint", True)):
-        def step() -> int:
+        def step(grad_checkpoint: bool = grad_checkpoint) -> int:
             image = x.detach().clone().requires_grad_(True)
             saved: dict[int, int] = {}
 

@@ -56,7 +56,8 @@ class ProgressLine:
         total = total or self.total
         filled = int(30 * done / max(total, 1))
         end = "\n" if done >= total else ""
-        print(f"\r{self.label} [{'#' * filled}{' ' * (30 - filled)}] {done}/{total}", end=end, file=sys.stderr, flush=True)
+        bar = "#" * filled + " " * (30 - filled)
+        print(f"\r{self.label} [{bar}] {done}/{total}", end=end, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,7 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--input-range", choices=["[-1,1]", "[0,1]"], default="[-1,1]", help="[0,1] for Seg2face")
     p.add_argument("--tile-size", default=AUTO_TILE,
-                   help=f"decoder tile size: auto or 0 (default: from free memory), none (whole image), or N >= {MIN_TILE}")
+                   help="decoder tile size: auto or 0 (default: from free memory), none (whole image), "
+                        f"or N >= {MIN_TILE}")
     p.add_argument("--overlap", type=int, default=EXACT_OVERLAP, help="-1 (default): exact halos; N >= 0: cut halos")
     p.add_argument("--recompute", action="store_true", help="recompute encoder features to save memory")
     p.add_argument("--suffix", default="", help="appended to output file stems, e.g. _gpen")
@@ -381,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="only process images whose output is missing (resume an interrupted run)")
     p.set_defaults(func=cmd_enhance)
 
-    p = sub.add_parser("convert", parents=[common], help="convert a GPEN checkpoint; the output suffix picks the format",
+    p = sub.add_parser("convert", parents=[common],
+                       help="convert a GPEN checkpoint; the output suffix picks the format",
                        description=".safetensors: safetensors; .pth/.pt: a plain state dict written by torch.save.")
     p.add_argument("input")
     p.add_argument("output")

@@ -91,7 +91,7 @@ def test_similarity_recovers_known_transform() -> None:
     known = torch.stack(
         [
             similarity_matrix(float(a), float(s), float(t[0]), float(t[1]))
-            for a, s, t in zip(angles, scales, shifts)
+            for a, s, t in zip(angles, scales, shifts, strict=True)
         ]
     )
     landmarks = apply_affine(known, template)  # (N, 5, 2)

@@ -21,7 +21,9 @@ from gpen_core.face.parsing import (
 )
 from gpen_core.weights import CheckpointError
 
-SMALL = ParseNetConfig(in_size=64, out_size=64, min_feat_size=16, base_ch=8, parsing_ch=5, res_depth=2, ch_range=(4, 16))
+SMALL = ParseNetConfig(
+    in_size=64, out_size=64, min_feat_size=16, base_ch=8, parsing_ch=5, res_depth=2, ch_range=(4, 16)
+)
 """A ParseNet with every kind of block (clipped channels, 2 down, 2 body, 2 up): milliseconds per forward."""
 
 
@@ -41,7 +43,7 @@ def outputs(model: ParseNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 
 
 def assert_same_network(a: ParseNet, b: ParseNet, x: torch.Tensor) -> None:
-    for left, right in zip(outputs(a, x), outputs(b, x)):
+    for left, right in zip(outputs(a, x), outputs(b, x), strict=True):
         assert torch.equal(left, right)
 
 
@@ -50,8 +52,12 @@ def assert_same_network(a: ParseNet, b: ParseNet, x: torch.Tensor) -> None:
     [
         ParseNetConfig(),
         SMALL,
-        ParseNetConfig(in_size=128, out_size=128, min_feat_size=32, base_ch=16, parsing_ch=3, res_depth=0, ch_range=(8, 32)),
-        ParseNetConfig(in_size=64, out_size=64, min_feat_size=8, base_ch=6, parsing_ch=19, res_depth=1, ch_range=(12, 24)),
+        ParseNetConfig(
+            in_size=128, out_size=128, min_feat_size=32, base_ch=16, parsing_ch=3, res_depth=0, ch_range=(8, 32)
+        ),
+        ParseNetConfig(
+            in_size=64, out_size=64, min_feat_size=8, base_ch=6, parsing_ch=19, res_depth=1, ch_range=(12, 24)
+        ),
     ],
     ids=["official", "small", "no-body", "min-clip"],
 )
@@ -63,7 +69,8 @@ def test_config_is_read_back_from_the_shapes(config: ParseNetConfig) -> None:
     with torch.device("meta"):
         rebuilt = ParseNet(derived).state_dict()
     assert [(k, v.shape) for k, v in rebuilt.items()] == [(k, v.shape) for k, v in state.items()]
-    assert (derived.base_ch, derived.parsing_ch, derived.res_depth) == (config.base_ch, config.parsing_ch, config.res_depth)
+    read_back = (derived.base_ch, derived.parsing_ch, derived.res_depth)
+    assert read_back == (config.base_ch, config.parsing_ch, config.res_depth)
     assert derived.down_steps == config.down_steps and derived.up_steps == config.up_steps
 
 

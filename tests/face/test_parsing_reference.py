@@ -167,7 +167,9 @@ def test_facexlib_table_and_paste_mask(maps, paste_masks) -> None:
     assert np.array_equal((parse * 255).to(torch.uint8).numpy(), maps["facexlib_parse_512"])
     mask = facexlib_paste_mask(parse)
     assert mask.dtype == torch.float64
-    np.testing.assert_allclose(mask[:, ::4, ::4].numpy(), paste_masks["facexlib_paste_mask_512_s4"], rtol=0, atol=MASK_ATOL)
+    np.testing.assert_allclose(
+        mask[:, ::4, ::4].numpy(), paste_masks["facexlib_paste_mask_512_s4"], rtol=0, atol=MASK_ATOL
+    )
     assert float(mask[..., :10, :].abs().max()) == 0.0 and float(mask[..., :, -10:].abs().max()) == 0.0
     assert float(mask[0, 10, 256]) > 0.9  # the hard step left by zeroing after the blur
 

@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 
 from gpen_core.face import paste as paste_module
-from helpers import SHARED_DIR
 from gpen_core.face.align import (
     apply_affine,
     reference_points,
@@ -23,6 +22,7 @@ from gpen_core.face.paste import (
     paste_faces,
     soften_parsing_mask,
 )
+from helpers import SHARED_DIR
 
 PORTRAIT = SHARED_DIR / "photos" / "portrait-1947.png"
 # hand-picked 5 points (x, y) on the 328 x 439 portrait: eye image-left, eye image-right,

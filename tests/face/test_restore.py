@@ -7,13 +7,13 @@ import torch
 from PIL import Image
 
 import gpen_core as g
-from gpen_core.tools.cli import main
 from gpen_core.face.detection.errors import DetectorWeightsNotFoundError
 from gpen_core.face.detection.loader import load_detector
 from gpen_core.face.restore import DetectOptions, face_batch_size, restore_faces
 from gpen_core.images.files import read_image
 from gpen_core.runtime.memory import peak_memory
 from gpen_core.runtime.strategy import Strategy, estimate_peak_bytes
+from gpen_core.tools.cli import main
 
 CONFIG = g.GPENConfig(128, 2, 0.125)  # small: the pipeline, not the generator, is under test
 
@@ -51,7 +51,8 @@ def test_identity_restore_keeps_the_photo(model, detector, group_photo):
 
 def test_restore_changes_faces_only(model, detector, group_photo):
     with torch.inference_mode():
-        result = restore_faces(model, detector, group_photo[None], detect=DetectOptions(selection="largest", max_faces=3))[0]
+        detect = DetectOptions(selection="largest", max_faces=3)
+        result = restore_faces(model, detector, group_photo[None], detect=detect)[0]
     assert len(result.detections) == 3
     outside = result.mask == 0
     assert torch.equal(result.image[:, outside], group_photo[:, outside])

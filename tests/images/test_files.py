@@ -173,7 +173,7 @@ def test_every_frame_of_animations_and_pages(tmp_path, suffix):
     assert frame_count(path) == 3
     images = read_frames(path)
     assert len(images) == 3
-    for image, colour in zip(images, colours):
+    for image, colour in zip(images, colours, strict=True):
         assert image.shape[1:] == (10, 12)
         assert (image[:3, 5, 5] * 255 - torch.tensor(colour, dtype=torch.float32)).abs().max() <= 8  # GIF palette
     with pytest.raises(ImageReadError, match=rf"anim\{suffix}: has 3 frames; read them all with read_frames"):

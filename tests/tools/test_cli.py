@@ -81,7 +81,9 @@ def test_force_never_overwrites_an_input(folder, weights, capsys):
     assert code == 2 and "would replace the input file" in err
     assert (folder / "a.png").read_bytes() == original
     # a suffix makes it safe
-    code, _ = run(capsys, "enhance", folder / "a.png", "--aligned", "--model", weights, "-o", folder, "--suffix", "_gpen")
+    code, _ = run(
+        capsys, "enhance", folder / "a.png", "--aligned", "--model", weights, "-o", folder, "--suffix", "_gpen"
+    )
     assert code == 0 and (folder / "a_gpen.png").is_file()
 
 

@@ -119,7 +119,8 @@ def read_parser_state_dict(source: str | os.PathLike | Mapping[str, torch.Tensor
 
 
 def _block_indices(state: Mapping[str, torch.Tensor], part: str) -> list[int]:
-    return sorted({int(key.split(".")[1]) for key in state if key.startswith(part + ".") and key.split(".")[1].isdigit()})
+    prefix = part + "."
+    return sorted({int(key.split(".")[1]) for key in state if key.startswith(prefix) and key.split(".")[1].isdigit()})
 
 
 def parsenet_config_from_state_dict(state: Mapping[str, torch.Tensor], name: str = "<state dict>") -> ParseNetConfig:

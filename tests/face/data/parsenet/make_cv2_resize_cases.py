@@ -3,8 +3,9 @@
 Run with opencv-python-headless 5.0.0 and numpy: python gen_cases.py out.npz
 """
 import sys
-import numpy as np
+
 import cv2
+import numpy as np
 
 CASES = [((64, 64), (32, 32)), ((128, 96), (32, 24)), ((20, 31), (77, 45)),
          ((37, 53), (20, 31)), ((50, 50), (64, 64)), ((3, 5), (7, 9)), ((1, 1), (4, 4)),
