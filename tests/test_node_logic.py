@@ -6,22 +6,7 @@ import sys
 
 import pytest
 import torch
-
-from helpers import REPO_ROOT, TINY
-
-
-@pytest.fixture(scope="module")
-def pack():
-    """The repository imported as the package ``comfyui_gpen`` (relative imports as in ComfyUI)."""
-    if "comfyui_gpen" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "comfyui_gpen", REPO_ROOT / "__init__.py", submodule_search_locations=[str(REPO_ROOT)]
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["comfyui_gpen"] = module
-        spec.loader.exec_module(module)
-    importlib.import_module("comfyui_gpen.nodes.logic")
-    return sys.modules["comfyui_gpen"]
+from helpers import TINY
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,154 @@
+"""The bad-input corpus of issue 8, written at test time (nothing binary is stored in the repository).
+
+Run by hand to look at the files: ``python tests/bad_inputs/make_corpus.py DIR``; the tests call
+:func:`make_image_files` and :func:`make_checkpoint_files` on a temporary folder. Each name here has a
+row in the README's Troubleshooting table (a test checks that).
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+RAMP = np.linspace(0.0, 1.0, 48 * 40).reshape(48, 40)
+"""Values 0 .. 1, a 40 x 48 (W x H) image: its mean is 0.5, its extremes 0 and 1."""
+
+
+def _noise(height: int = 48, width: int = 40, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def _exif(orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[274] = orientation
+    return exif.tobytes()
+
+
+def _anim(path: Path) -> None:
+    frames = [Image.fromarray(_noise(seed=i)) for i in range(3)]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=80)
+
+
+def _palette_alpha(path: Path) -> None:
+    img = Image.fromarray(_noise()).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    img.save(path, transparency=0)
+
+
+def _truncated(path: Path) -> None:
+    full = path.with_name(".full.png")
+    Image.fromarray(_noise(96, 96)).save(full)
+    path.write_bytes(full.read_bytes()[:4000])
+    full.unlink()
+
+
+def _float_with(value: float) -> Callable[[Path], None]:
+    def make(path: Path) -> None:
+        values = RAMP.astype(np.float32)
+        values[0, 0] = value
+        Image.fromarray(values).save(path)
+
+    return make
+
+
+IMAGE_FILES: dict[str, Callable[[Path], None]] = {
+    "grey16.png": lambda p: Image.fromarray((RAMP * 65535).round().astype(np.uint16)).save(p),
+    "float.tif": lambda p: Image.fromarray(RAMP.astype(np.float32)).save(p),
+    "int32.tif": lambda p: Image.fromarray((RAMP * (2**31 - 1)).round().astype(np.int32)).save(p),
+    "netpbm16.ppm": lambda p: Image.fromarray((RAMP * 65535).round().astype(np.uint16)).save(p),
+    "rotated.jpg": lambda p: Image.fromarray(_noise()).save(p, exif=_exif(6), quality=95),
+    "anim.gif": _anim,
+    "palette_alpha.png": _palette_alpha,
+    "grey_alpha.png": lambda p: Image.fromarray(_noise()).convert("LA").save(p),
+    "bilevel.png": lambda p: Image.fromarray(_noise()).convert("1").save(p),
+    "cmyk.jpg": lambda p: Image.fromarray(_noise()).convert("CMYK").save(p),
+    "float_hdr.tif": _float_with(4.0),
+    "float_nan.tif": _float_with(float("nan")),
+    "truncated.png": _truncated,
+    "text.jpg": lambda p: p.write_text("this is not a picture\n"),
+    "empty.png": lambda p: p.write_bytes(b""),
+    "notes.txt": lambda p: p.write_text("a file without an image suffix\n"),
+}
+"""Image files: the readable ones are enhanced (at their real range, upright, every frame); the
+others fail by name while the rest of the folder is processed."""
+
+
+class RunsCode:
+    """Unpickling this runs ``os.system``: the loader must refuse it without running it."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _truncated_zip(path: Path, state: dict[str, torch.Tensor]) -> None:
+    torch.save(state, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _safetensors_as_pth(path: Path, state: dict[str, torch.Tensor]) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+
+
+def _truncated_safetensors(path: Path, state: dict[str, torch.Tensor]) -> None:
+    _safetensors_as_pth(path, state)
+    path.write_bytes(path.read_bytes()[:1000])
+
+
+def _evil(path: Path, state: dict[str, torch.Tensor]) -> None:
+    with path.open("wb") as f:
+        pickle.dump({"g_ema": dict(state), "x": RunsCode(str(path.with_name("pwned")))}, f, protocol=2)
+
+
+CHECKPOINT_FILES: dict[str, Callable[[Path, dict[str, torch.Tensor]], None]] = {
+    "random.pth": lambda p, s: p.write_bytes(np.random.default_rng(1).bytes(20000)),
+    "text.pth": lambda p, s: p.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:abc\n"),
+    "page.pth": lambda p, s: p.write_text("<!DOCTYPE html><html><body>404 Not Found</body></html>"),
+    "safetensors_named.pth": _safetensors_as_pth,
+    "truncated.pth": _truncated_zip,
+    "truncated.safetensors": _truncated_safetensors,
+    "empty.pth": lambda p, s: p.write_bytes(b""),
+    "evil.pth": _evil,
+    "folder.pth": lambda p, s: p.mkdir(),
+}
+"""Checkpoints that are not GPEN weights: each is refused with the file name and the real reason."""
+
+
+def make_image_files(folder: Path) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    made = {}
+    for name, make in IMAGE_FILES.items():
+        made[name] = folder / name
+        make(made[name])
+    return made
+
+
+def make_checkpoint_files(folder: Path, state: dict[str, torch.Tensor]) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    made = {}
+    for name, make in CHECKPOINT_FILES.items():
+        made[name] = folder / name
+        make(made[name], state)
+    return made
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python tests/bad_inputs/make_corpus.py DIR")
+    root = Path(sys.argv[1])
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    import gpen_core as g
+
+    make_image_files(root / "images")
+    make_checkpoint_files(root / "checkpoints", g.seeded_state_dict(g.GPENConfig(64, 2, 0.125), 7))
+    print(f"corpus written to {root}")

@@ -1,0 +1,403 @@
+"""The bad-input corpus of issue 8 through every entry point: the command line, the core API and the
+node logic (callable without ComfyUI). Each case asserts the error text or the documented fallback;
+the README's Troubleshooting table lists the same cases."""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import re
+import sys
+
+import numpy as np
+import pytest
+import torch
+from bad_inputs.make_corpus import (
+    CHECKPOINT_FILES,
+    IMAGE_FILES,
+    make_checkpoint_files,
+    make_image_files,
+)
+from helpers import REPO_ROOT
+from PIL import Image
+
+import gpen_core as g
+from gpen_core.enhance import enhance_images
+from gpen_core.images.files import ImageReadError, read_image
+from gpen_core.tools.cli import main
+
+
+def cli(capsys, *argv) -> tuple[int, str]:
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
+# ---------------------------------------------------------------------------------------------
+# image files (issue 8, items 1 and 3): one command-line run over the whole corpus folder
+
+READ_RANGE = ["grey16.png", "float.tif", "int32.tif", "netpbm16.ppm"]
+WRITTEN = {
+    "grey16.png": "grey16.png", "float.tif": "float.png", "int32.tif": "int32.png", "netpbm16.ppm": "netpbm16.png",
+    "rotated.jpg": "rotated.png", "palette_alpha.png": "palette_alpha.png", "grey_alpha.png": "grey_alpha.png",
+    "bilevel.png": "bilevel.png", "cmyk.jpg": "cmyk.png",
+    "anim.gif": ("anim_f0001.png", "anim_f0002.png", "anim_f0003.png"),
+}
+FAILED = {
+    "float_hdr.tif": r"float image with values in \[.*, 4\]; GPEN needs \[0, 1\] \(tone-map",
+    "float_nan.tif": "float image with 1 NaN/inf pixel",
+    "truncated.png": "cannot decode the image, truncated or corrupt",
+    "text.jpg": "not an image Pillow can read",
+    "empty.png": "not an image Pillow can read",
+}
+IGNORED = ["notes.txt"]
+
+
+def test_every_corpus_file_has_an_expectation():
+    assert set(IMAGE_FILES) == set(WRITTEN) | set(FAILED) | set(IGNORED)
+
+
+@pytest.fixture(scope="module")
+def corpus_run(tmp_path_factory, tiny_state):
+    root = tmp_path_factory.mktemp("corpus")
+    files = make_image_files(root / "in")
+    weights = root / "tiny.pth"
+    torch.save(tiny_state, weights)
+    capture = {}
+    from contextlib import redirect_stderr
+    from io import StringIO
+
+    err = StringIO()
+    with redirect_stderr(err):
+        capture["code"] = main(["enhance", str(root / "in"), "--aligned", "--keep-size", "--model", str(weights),
+                                "-o", str(root / "out"), "--device", "cpu"])
+    return files, root / "out", capture["code"], err.getvalue()
+
+
+def test_corpus_folder_every_readable_file_is_written(corpus_run):
+    _, out, code, err = corpus_run
+    assert "Traceback" not in err
+    assert code == 1  # some files failed; all the others were written
+    expected = sorted(n for v in WRITTEN.values() for n in ((v,) if isinstance(v, str) else v))
+    assert sorted(p.name for p in out.iterdir()) == expected
+    assert f"{len(FAILED)} file(s) failed:" in err
+
+
+@pytest.mark.parametrize("name", sorted(FAILED))
+def test_corpus_folder_failures_are_named_with_their_reason(corpus_run, name):
+    files, _, _, err = corpus_run
+    assert re.search(re.escape(f"  {files[name]}: ") + FAILED[name], err), err
+
+
+def test_corpus_folder_other_files_are_listed_not_skipped_silently(corpus_run):
+    assert "note: ignored 1 file(s) without an image suffix: notes.txt" in corpus_run[3]
+
+
+@pytest.mark.parametrize("name", READ_RANGE)
+def test_corpus_high_bit_depth_files_keep_their_range(corpus_run, name):
+    image = read_image(corpus_run[0][name])
+    assert image.shape == (1, 48, 40)
+    assert float(image.min()) == 0.0 and float(image.max()) == pytest.approx(1.0, abs=1e-6)  # not all white/black
+    assert float(image.mean()) == pytest.approx(0.5, abs=1e-3)
+
+
+def test_corpus_exif_orientation_read_and_written_upright(corpus_run):
+    files, out, _, _ = corpus_run
+    stored = Image.open(files["rotated.jpg"])
+    assert stored.size == (40, 48) and stored.getexif()[274] == 6
+    assert read_image(files["rotated.jpg"]).shape == (3, 40, 48)  # upright
+    written = Image.open(out / "rotated.png")
+    assert written.size == (48, 40) and 274 not in written.getexif()  # upright, no orientation tag
+
+
+def test_corpus_animation_every_frame(corpus_run):
+    files, out, _, _ = corpus_run
+    frames = [np.asarray(Image.open(out / f"anim_f000{i}.png")) for i in (1, 2, 3)]
+    assert all(f.shape == (48, 40, 3) for f in frames)
+    assert not np.array_equal(frames[0], frames[1])
+    with pytest.raises(ImageReadError, match=r"anim\.gif: has 3 frames; read them all with read_frames"):
+        read_image(files["anim.gif"])  # the core never picks frame 0 silently
+
+
+def test_corpus_alpha_is_kept(corpus_run):
+    _, out, _, _ = corpus_run
+    assert Image.open(out / "palette_alpha.png").mode == "RGBA"
+    assert Image.open(out / "grey_alpha.png").mode == "RGBA"
+    assert Image.open(out / "bilevel.png").mode == "RGB"
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints (item 4): the file name and the real reason, from the core and the command line
+
+CHECKPOINT_REASONS = {
+    "random.pth": "not a PyTorch checkpoint: unknown content",
+    "text.pth": "not a PyTorch checkpoint: a text file, starting 'version https://git-lfs",
+    "page.pth": r"not a PyTorch checkpoint: a text file \(a web page: probably an error page saved instead",
+    "safetensors_named.pth": "it is a safetensors file; rename it to safetensors_named.safetensors",
+    "truncated.pth": "cannot be read; the file is truncated or corrupt",
+    "truncated.safetensors": "not a readable safetensors file, truncated or corrupt",
+    "empty.pth": r"the file is empty \(0 bytes\)",
+    "evil.pth": "refused to load: the pickle asks to run code",
+    "folder.pth": "is a folder, not a checkpoint file",
+}
+
+
+def test_every_checkpoint_has_an_expectation():
+    assert set(CHECKPOINT_FILES) == set(CHECKPOINT_REASONS)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory, tiny_state):
+    return make_checkpoint_files(tmp_path_factory.mktemp("checkpoints"), tiny_state)
+
+
+@pytest.mark.parametrize("name", sorted(CHECKPOINT_REASONS))
+def test_corpus_checkpoint_core(checkpoints, name):
+    path = checkpoints[name]
+    with pytest.raises(g.CheckpointError, match=re.escape(str(path)) + ".*" + CHECKPOINT_REASONS[name]) as info:
+        g.load_model(path, device="cpu")
+    if name != "evil.pth":
+        assert "run code" not in str(info.value)
+    assert not (path.parent / "pwned").exists()
+
+
+@pytest.mark.parametrize("name", sorted(CHECKPOINT_REASONS))
+def test_corpus_checkpoint_cli(checkpoints, tmp_path, capsys, name):
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    code, err = cli(capsys, "enhance", tmp_path / "a.png", "--aligned", "--model", checkpoints[name],
+                    "-o", tmp_path / "out")
+    reason = "is a folder; pass the checkpoint file itself" if name == "folder.pth" else CHECKPOINT_REASONS[name]
+    assert code == 2 and re.search(re.escape(str(checkpoints[name])) + ".*" + reason, err), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_corpus_convert_pth_to_pth_is_a_pickle(tmp_path, tiny_state, capsys):
+    source = tmp_path / "a.safetensors"
+    from safetensors.torch import save_file
+
+    save_file(tiny_state, str(source))
+    code, err = cli(capsys, "convert", source, tmp_path / "b.pth")
+    assert code == 0 and "as a PyTorch state dict (torch.save)" in err
+    assert (tmp_path / "b.pth").read_bytes()[:2] == b"PK"  # torch.save's zip, not safetensors bytes
+    g.load_model(tmp_path / "b.pth", device="cpu")
+    code, err = cli(capsys, "convert", source, tmp_path / "b.ckpt")
+    assert code == 2 and "the suffix picks the format; use .safetensors, .pth or .pt" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# tensors (items 1, 2 and 4): one validation in every path, before the model runs
+
+BAD_TENSORS = {
+    "[0, 255] floats": (lambda: torch.rand(1, 3, 16, 16) * 255, ValueError,
+                        r"must hold values in \[0, 1\]; got values in \[.*\] \(for 8-bit data divide by 255"),
+    "NaN pixels": (lambda: torch.rand(1, 3, 16, 16).index_put_((torch.tensor([0]),) * 4, torch.tensor(float("nan"))),
+                   ValueError, r"contains 1 NaN or infinite value\(s\)"),
+    "inf pixels": (lambda: torch.full((2, 3, 16, 16), float("inf")), ValueError,
+                   r"contains 1536 NaN or infinite value\(s\)"),
+    "empty batch": (lambda: torch.rand(0, 3, 16, 16), ValueError, r"is empty: shape \(0, 3, 16, 16\)"),
+    "0-pixel image": (lambda: torch.rand(1, 3, 0, 16), ValueError, r"is empty: shape \(1, 3, 0, 16\)"),
+    "int64 pixels": (lambda: torch.randint(0, 255, (1, 3, 16, 16)), TypeError, "must be float in \\[0, 1\\] or uint8"),
+}
+
+
+@pytest.fixture()
+def guarded_model(tiny_state):
+    """A tiny GPEN whose forward fails the test: bad inputs must be refused before the model runs."""
+    model = g.load_model(tiny_state, device="cpu", precision="auto")
+
+    def forward(*args, **kwargs):
+        raise AssertionError("the model ran on a bad input")
+
+    model.forward = forward
+    return model
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TENSORS))
+def test_corpus_tensor_core_enhance(guarded_model, case):
+    make, error, message = BAD_TENSORS[case]
+    weights_before = {k: v.clone() for k, v in guarded_model.state_dict().items()}
+    with pytest.raises(error, match="images " + message):
+        enhance_images(guarded_model, make())
+    # item 2: a NaN input never switches or touches the model
+    assert guarded_model.dtype == torch.float32 and guarded_model.precision == "auto"
+    assert all(torch.equal(v, weights_before[k]) for k, v in guarded_model.state_dict().items())
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TENSORS))
+def test_corpus_tensor_node_enhance(pack, guarded_model, case):
+    make, error, message = BAD_TENSORS[case]
+    with pytest.raises(error, match=message):
+        pack.nodes.logic.enhance_comfy_images(guarded_model, make().movedim(1, -1))
+
+
+def test_corpus_uint8_means_0_to_255(tiny_state, pack):
+    """uint8 tensors have one meaning everywhere: 0..255 (divided by 255), never garbage."""
+    model = g.build_model(tiny_state)
+    pixels = torch.randint(0, 256, (1, 3, 20, 24), dtype=torch.uint8)
+    with torch.inference_mode():
+        as_float = enhance_images(model, pixels.float() / 255)
+        assert torch.equal(enhance_images(model, pixels), as_float)
+        node = pack.nodes.logic.enhance_comfy_images(model, pixels.movedim(1, -1), tile_size=32)
+    assert torch.allclose(node, as_float.movedim(1, -1), atol=1e-5)
+
+
+@pytest.mark.parametrize("shape, message", [((1, 5, 8, 8), r"C in 1..4"), ((3, 8, 8), r"\(B, C, H, W\)")])
+def test_corpus_tensor_bad_layout(guarded_model, shape, message):
+    with pytest.raises(ValueError, match=message):
+        enhance_images(guarded_model, torch.rand(shape))
+
+
+# ---------------------------------------------------------------------------------------------
+# one meaning per value (item 5): the same value through the core, the node logic and the CLI
+
+
+@pytest.fixture()
+def small_budget(monkeypatch, tiny_state, pack, caplog):
+    """Free memory in which the whole-image forward does not fit, so that "auto" shows in the strategy;
+    patched in both copies of the core (``gpen_core`` and the pack's ``comfyui_gpen.gpen_core``)."""
+    from gpen_core.runtime import strategy as strategies
+
+    model = g.build_model(tiny_state)
+    whole = strategies.estimate_peak_bytes(model.config, model.dtype, 1, strategies.Strategy())
+    budget = int((whole - 1) / 0.8)
+    for module in (strategies, sys.modules["comfyui_gpen.gpen_core.runtime.strategy"]):
+        monkeypatch.setattr(module, "free_memory_bytes", lambda device: budget)
+    for name in ("gpen_core.enhance", "comfyui_gpen.gpen_core.enhance"):
+        caplog.set_level(logging.INFO, logger=name)
+    return strategies.choose_strategy(model, 1, budget).describe()
+
+
+def strategies_logged(caplog) -> list[str]:
+    return [r.getMessage().removeprefix("GPEN strategy: ") for r in caplog.records
+            if r.getMessage().startswith("GPEN strategy: ")]
+
+
+def test_tile_size_0_is_auto_everywhere(tiny_state, pack, small_budget, tmp_path, capsys, caplog):
+    model = g.build_model(tiny_state)
+    images = torch.rand(1, 3, 64, 64)
+    weights = tmp_path / "tiny.pth"
+    torch.save(tiny_state, weights)
+    Image.fromarray((images[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(tmp_path / "a.png")
+    with torch.inference_mode():
+        enhance_images(model, images, tile_size=0)
+        enhance_images(model, images, tile_size="auto")
+        pack.nodes.logic.enhance_comfy_images(model, images.movedim(1, -1), tile_size=0)
+    for tile in ("0", "auto"):
+        assert cli(capsys, "enhance", tmp_path / "a.png", "--aligned", "--model", weights, "-o", tmp_path / tile,
+                   "--tile-size", tile)[0] == 0
+    assert strategies_logged(caplog) == [small_budget] * 5
+    assert small_budget != "whole image"
+
+
+def test_whole_image_is_none_in_core_and_cli(tiny_state, small_budget, tmp_path, capsys, caplog):
+    model = g.build_model(tiny_state)
+    weights = tmp_path / "tiny.pth"
+    torch.save(tiny_state, weights)
+    Image.new("RGB", (64, 64)).save(tmp_path / "a.png")
+    with torch.inference_mode():
+        enhance_images(model, torch.rand(1, 3, 64, 64), tile_size=None)
+    assert cli(capsys, "enhance", tmp_path / "a.png", "--aligned", "--model", weights, "-o", tmp_path / "o",
+               "--tile-size", "none")[0] == 0
+    assert strategies_logged(caplog) == ["whole image"] * 2
+
+
+def test_overlap_minus_1_is_exact_everywhere(tiny_state, pack, tmp_path, capsys):
+    model = g.build_model(tiny_state)
+    pixels = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8)
+    weights = tmp_path / "tiny.pth"
+    torch.save(tiny_state, weights)
+    Image.fromarray(pixels[0].permute(1, 2, 0).numpy()).save(tmp_path / "a.png")
+    with torch.inference_mode():
+        core = enhance_images(model, pixels, tile_size=32, overlap=None)
+        cut = enhance_images(model, pixels, tile_size=32, overlap=0)
+        node = pack.nodes.logic.enhance_comfy_images(model, pixels.movedim(1, -1), tile_size=32, overlap=-1)
+    assert cli(capsys, "enhance", tmp_path / "a.png", "--aligned", "--model", weights, "-o", tmp_path / "o",
+               "--tile-size", "32", "--overlap", "-1")[0] == 0
+    written = torch.from_numpy(np.array(Image.open(tmp_path / "o" / "a.png"))).permute(2, 0, 1).float() / 255
+    assert torch.equal(node, core.movedim(1, -1))
+    assert (written - core[0]).abs().max() <= 0.5 / 255 + 1e-6  # 8-bit rounding only
+    assert (cut - core).abs().max() > 1e-3  # -1 is not "cut halos"
+
+
+def test_readme_lists_every_case():
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme[readme.index("## Troubleshooting"):]
+    missing = [name for name in [*IMAGE_FILES, *CHECKPOINT_FILES, *BAD_TENSORS] if f"`{name}`" not in section]
+    assert not missing, f"README Troubleshooting lacks rows for {missing}"
+
+
+class ScoredFaces:
+    """A stand-in detector: one face per entry of ``scores``, side by side in cells of ``CELL`` pixels,
+    each at GPEN's template position; keeps the scores strictly above the threshold it is given."""
+
+    name, device, default_score_threshold = "scored", torch.device("cpu"), 0.5
+    CELL = 128
+
+    def __init__(self, scores: list[float]) -> None:
+        self.scores = scores
+
+    def detect_rgb255(self, image, score_threshold, min_face_size, *args, **kwargs):
+        from gpen_core.face.align import reference_points
+        from gpen_core.face.detection.result import FaceDetections
+
+        keep = [i for i, s in enumerate(self.scores) if s > score_threshold]
+        side = self.CELL / 2
+        points = reference_points(64, dtype=torch.float32) * (side / 64)
+        offsets = [torch.tensor([i * self.CELL + side / 2, side / 2]) for i in keep]
+        boxes = torch.stack([torch.cat([o, o + side]) for o in offsets]) if keep else torch.zeros(0, 4)
+        marks = torch.stack([points + o for o in offsets]) if keep else torch.zeros(0, 5, 2)
+        return FaceDetections(boxes, torch.tensor([self.scores[i] for i in keep]), marks,
+                              (int(image.shape[-2]), int(image.shape[-1])))
+
+
+def faces_changed(before: torch.Tensor, after: torch.Tensor) -> int:
+    """How many cells of a ``(3, H, W)`` photo changed (a face was pasted there)."""
+    cells = before.shape[-1] // ScoredFaces.CELL
+    return sum(
+        float((after[:, :, i * ScoredFaces.CELL:(i + 1) * ScoredFaces.CELL]
+               - before[:, :, i * ScoredFaces.CELL:(i + 1) * ScoredFaces.CELL]).abs().max()) > 0.05
+        for i in range(cells)
+    )
+
+
+def node_restore(pack):
+    """The node logic's Face Restore (``nodes/face_logic.py``, or ``nodes/logic.py`` before it moved)."""
+    for name in ("comfyui_gpen.nodes.face_logic", "comfyui_gpen.nodes.logic"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError:
+            continue
+        if hasattr(module, "restore_comfy_images"):
+            return module.restore_comfy_images
+    raise AssertionError("no restore_comfy_images in the node logic")
+
+
+@pytest.mark.parametrize("score_threshold, max_faces, expected", [(0, 0, 2), (0, 1, 1), (0.2, 0, 3)])
+def test_score_threshold_0_and_max_faces_0_mean_the_same_everywhere(
+    tiny_state, pack, tmp_path, capsys, monkeypatch, score_threshold, max_faces, expected
+):
+    """score_threshold 0 = the detector's default (0.5 here: 2 of the scores 0.9, 0.6, 0.3), max_faces 0 =
+    no limit; the core's detect_faces, the node logic and the CLI count the same faces."""
+    from gpen_core.face.detection.api import detect_faces
+    from gpen_core.face.detection.selection import FaceSelection
+
+    detector = ScoredFaces([0.9, 0.6, 0.3])
+    photo = (torch.rand(3, ScoredFaces.CELL, 3 * ScoredFaces.CELL) * 255).round() / 255
+    core = detect_faces(detector, photo, score_threshold=score_threshold,
+                        selection=FaceSelection(max_faces=max_faces))
+    assert len(core) == expected
+
+    model = g.build_model(tiny_state)
+    with torch.inference_mode():
+        node_out = node_restore(pack)(model, detector, photo.movedim(0, -1)[None], score_threshold=score_threshold,
+                                      max_faces=max_faces)[0]
+    assert faces_changed(photo, node_out[0].movedim(-1, 0)) == expected
+
+    weights = tmp_path / "tiny.pth"
+    torch.save(tiny_state, weights)
+    Image.fromarray((photo.movedim(0, -1).numpy() * 255).round().astype(np.uint8)).save(tmp_path / "photo.png")
+    monkeypatch.setattr("gpen_core.face.detection.loader.load_detector", lambda *args, **kwargs: detector)
+    code, _ = cli(capsys, "enhance", tmp_path / "photo.png", "--model", weights, "-o", tmp_path / "out",
+                  "--score-threshold", score_threshold, "--max-faces", max_faces)
+    written = torch.from_numpy(np.array(Image.open(tmp_path / "out" / "photo.png"))).permute(2, 0, 1).float() / 255
+    assert code == 0 and faces_changed(photo, written) == expected
