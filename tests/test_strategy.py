@@ -1,6 +1,8 @@
 """Automatic strategy from a memory budget, and the out-of-memory ladder (by injection)."""
 from __future__ import annotations
 
+import weakref
+
 import pytest
 import torch
 
@@ -13,6 +15,7 @@ from gpen_core.runtime.strategy import (
     candidate_strategies,
     choose_strategy,
     estimate_peak_bytes,
+    free_memory_bytes,
     memory_needed,
     plan_strategy,
     run_with_ladder,
@@ -117,3 +120,30 @@ def test_memory_needed_is_the_estimate_of_the_strategy_that_runs(tiny_model):
 def test_bad_tile_sizes_are_refused(tiny_model, bad):
     with pytest.raises(ValueError, match="tile_size must be None"):
         plan_strategy(tiny_model, 1, bad)
+
+
+def test_free_memory_respects_the_per_process_fraction(monkeypatch):
+    gib = 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (6 * gib, 16 * gib))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 3 * gib)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 2 * gib)
+    monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", lambda device=None: 1.0)
+    cuda = torch.device("cuda", 0)
+    assert free_memory_bytes(cuda) == 7 * gib  # free + cached
+    monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", lambda device=None: 0.25)
+    assert free_memory_bytes(cuda) == 2 * gib  # 4 GiB allowed, 2 GiB allocated
+
+
+def test_a_failed_rung_frees_its_tensors_before_the_next():
+    """On a GPU the next, leaner rung needs the memory the failed one held: nothing may keep it alive."""
+    held = []
+
+    def run(strategy):
+        if strategy == Strategy():
+            activations = torch.ones(1000)
+            held.append(weakref.ref(activations))
+            raise torch.OutOfMemoryError("injected")
+        assert held[0]() is None, "the failed attempt's tensors are still alive"
+        return torch.zeros(1)
+
+    assert run_with_ladder(run, Strategy(), 256).tried == [Strategy(), Strategy(128)]

@@ -148,17 +148,24 @@ def memory_needed(
 
 
 def free_memory_bytes(device: torch.device) -> int:
-    """Free memory for activations on ``device``: the device's free memory plus what torch holds in its
-    cache (CUDA, XPU: any ``torch.<type>`` with ``mem_get_info``); else available RAM (CPU, MPS's unified memory)."""
-    module = allocator_module(device)
-    if module is not None and callable(getattr(module, "mem_get_info", None)) and callable(
-        getattr(module, "memory_reserved", None)
-    ):
-        free, _total = module.mem_get_info(device)
-        return int(free + module.memory_reserved(device) - module.memory_allocated(device))
-    from .report import available_ram_bytes
+    """Free memory for activations on ``device``.
 
-    return available_ram_bytes()
+    CUDA, XPU (any ``torch.<type>`` with ``mem_get_info``): the device's free memory plus what torch
+    holds in its cache, and no more than this process may still allocate under
+    ``set_per_process_memory_fraction``. Else available RAM (CPU, and MPS's unified memory).
+    """
+    module = allocator_module(device)
+    if module is None or not all(callable(getattr(module, f, None)) for f in ("mem_get_info", "memory_reserved")):
+        from .report import available_ram_bytes
+
+        return available_ram_bytes()
+    free, total = module.mem_get_info(device)
+    allocated = module.memory_allocated(device)
+    available = free + module.memory_reserved(device) - allocated
+    get_fraction = getattr(module, "get_per_process_memory_fraction", None)
+    if callable(get_fraction):
+        available = min(available, int(get_fraction(device) * total) - allocated)
+    return max(0, int(available))
 
 
 def floor_tile(size: int) -> int:
@@ -188,27 +195,30 @@ class LadderResult:
 def run_with_ladder(run: Callable[[Strategy], torch.Tensor], start: Strategy, size: int) -> LadderResult:
     """Call ``run(strategy)``; on ``torch.OutOfMemoryError`` retry leaner strategies down to the floor.
 
+    Only the error's message is kept: the error object's traceback holds the failed attempt's frames,
+    and with them its activations, which must be freed (and the allocator's cache emptied) before the
+    next, leaner attempt.
+
     Raises:
         GPENOutOfMemoryError: the floor failed too; the message lists every strategy tried.
     """
     tried: list[Strategy] = []
     strategy: Strategy | None = start
+    last_message = ""
     while strategy is not None:
         tried.append(strategy)
         try:
             return LadderResult(run(strategy), tried)
         except torch.OutOfMemoryError as err:
-            last_error = err
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            following = next_rung(strategy, size)
-            if following is not None:
-                log.warning(
-                    "GPEN ran out of memory with %s; retrying with %s", strategy.describe(), following.describe()
-                )
-            strategy = following
+            last_message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if torch.cuda.is_available():  # the failed attempt's tensors are gone with the error
+            torch.cuda.empty_cache()
+        following = next_rung(strategy, size)
+        if following is not None:
+            log.warning("GPEN ran out of memory with %s; retrying with %s", strategy.describe(), following.describe())
+        strategy = following
     attempts = ", ".join(s.describe() for s in tried)
     raise GPENOutOfMemoryError(
         f"GPEN ran out of memory with every strategy tried ({attempts}). Free memory (close other models, "
-        f"lower the batch size), or use precision fp16/bf16. Last error: {last_error}"
-    ) from last_error
+        f"lower the batch size), or use precision fp16/bf16. Last error: {last_message}"
+    )

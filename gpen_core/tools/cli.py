@@ -33,6 +33,7 @@ from .batch import (
     plan_jobs,
     select_jobs,
 )
+from .gpu_check import add_gpu_check_parser
 
 log = logging.getLogger(__name__)
 
@@ -402,6 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", default=None, help="also draw memory and time per strategy into this PNG")
     p.add_argument("--official", default=None, help="path to a yangxy/GPEN checkout: also time the official code (CPU)")
     p.set_defaults(func=cmd_bench)
+
+    add_gpu_check_parser(sub, common)
     return parser
 
 
