@@ -7,9 +7,9 @@ from types import ModuleType
 
 import pytest
 import torch
-from helpers import REPO_ROOT, TINY
 
 import gpen_core as g
+from helpers import REPO_ROOT, TINY
 
 
 @pytest.fixture(scope="session")

@@ -17,13 +17,13 @@ from bad_inputs.make_corpus import (
     make_checkpoint_files,
     make_image_files,
 )
-from helpers import REPO_ROOT
 from PIL import Image
 
 import gpen_core as g
 from gpen_core.enhance import enhance_images
 from gpen_core.images.files import ImageReadError, read_image
 from gpen_core.tools.cli import main
+from helpers import REPO_ROOT
 
 
 def cli(capsys, *argv) -> tuple[int, str]:
