@@ -130,8 +130,9 @@ def check_enhance_options(args: argparse.Namespace) -> dict:
         raise UsageError(f"face selection: {error}") from None
     check_range(args.overlap, EXACT_OVERLAP, None, "--overlap (-1: exact)", integer=True)
     tile_size = parse_tile_size(args.tile_size)
-    if args.overlap != EXACT_OVERLAP and tile_size is None and not args.recompute:
-        raise UsageError("--overlap cuts the halos of tiles: give --tile-size too (or --recompute)")
+    if args.overlap != EXACT_OVERLAP and not isinstance(tile_size, int) and not args.recompute:
+        # under auto the whole image may run untiled, where a cut halo means nothing
+        raise UsageError("--overlap cuts the halos of tiles: give --tile-size N too (or --recompute)")
     if any(sep in args.suffix for sep in ("/", "\\", os.sep)):
         raise UsageError(f"--suffix {args.suffix!r}: a file-name part without folder separators, e.g. _gpen")
     return {
