@@ -1,17 +1,26 @@
-"""Helpers for the ComfyUI end-to-end test (``test_comfyui_e2e.py``): HTTP, server process, workflow files.
+"""Helpers for the ComfyUI end-to-end tests (``test_comfyui_e2e.py``, ``test_browser_e2e.py``): HTTP, the
+test server's base folder and process, workflow files.
 
-Nothing here imports ComfyUI: the test talks to a real server over HTTP only.
+Nothing here imports ComfyUI: the tests talk to a real server over HTTP (and a real browser) only.
+Set ``COMFYUI_DIR`` (a ComfyUI checkout) and ``COMFYUI_PYTHON`` (its interpreter) to run them; ``COMFYUI_ARGS``
+replaces the default ``--cpu``. ``/work/comfy/setup.sh`` (outside the repository) builds such a ComfyUI.
 """
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +130,13 @@ class ComfyServer:
         assert status == 200, f"/prompt refused the workflow ({status}): {body.decode(errors='replace')[:4000]}"
         answer = json.loads(body)
         assert answer.get("node_errors") == {}, answer
-        prompt_id = answer["prompt_id"]
+        return self.wait_history(answer["prompt_id"], timeout)
+
+    def wait_history(self, prompt_id: str, timeout: float) -> dict:
+        """Poll /history/<id> until the prompt is there (finished, either way): its history entry.
+
+        After ``timeout`` seconds the prompt is interrupted and the assertion names it, with the log's tail.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             history = self.get(f"/history/{urllib.parse.quote(prompt_id)}")
@@ -140,6 +155,108 @@ def execution_error(entry: dict) -> str:
             return (f"node {data.get('node_id')} ({data.get('node_type')}): {data.get('exception_type')}: "
                     f"{data.get('exception_message')}\n" + "".join(data.get("traceback") or []))
     return json.dumps(entry.get("status"), indent=1)[:4000]
+
+
+# ------------------------------------------------------------------------- the test server's folder
+def comfyui_from_env() -> tuple[Path, str, list[str]] | str:
+    """(ComfyUI folder, its Python, extra server arguments) from the environment, or why the tests skip."""
+    comfyui_dir = os.environ.get("COMFYUI_DIR")
+    if not comfyui_dir:
+        return "set COMFYUI_DIR to a ComfyUI checkout (and COMFYUI_PYTHON to its interpreter) to run"
+    if not (Path(comfyui_dir) / "main.py").is_file():
+        return f"COMFYUI_DIR={comfyui_dir} has no main.py"
+    python = os.environ.get("COMFYUI_PYTHON") or sys.executable
+    return Path(comfyui_dir), python, shlex.split(os.environ.get("COMFYUI_ARGS", "--cpu"))
+
+
+def model_names(prompts: list[dict]) -> set[str]:
+    """Weights file names the workflows load: ``model_name`` of every GPEN node."""
+    return {node["inputs"]["model_name"] for prompt in prompts for node in prompt.values()
+            if node["class_type"].startswith("GPEN") and isinstance(node["inputs"].get("model_name"), str)}
+
+
+def image_names(prompts: list[dict]) -> set[str]:
+    return {node["inputs"]["image"] for prompt in prompts for node in prompt.values()
+            if node["class_type"] == "LoadImage"}
+
+
+def write_input_image(name: str, dest: Path) -> None:
+    """The shared test photo of that name, else a synthetic face-like picture."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    photo = PHOTOS_DIR / Path(name).name
+    if photo.is_file():
+        shutil.copyfile(photo, dest)
+        return
+    yy, xx = np.mgrid[0:512, 0:384]
+    im = Image.fromarray(np.stack([xx * 255 // 383, yy * 255 // 511, (xx + yy) % 256], -1).astype(np.uint8))
+    draw = ImageDraw.Draw(im)
+    draw.ellipse((92, 110, 292, 380), fill=(225, 190, 160))
+    draw.ellipse((140, 200, 170, 220), fill=(40, 40, 40))
+    draw.ellipse((214, 200, 244, 220), fill=(40, 40, 40))
+    draw.arc((150, 280, 234, 330), 20, 160, fill=(120, 40, 40), width=5)
+    im.save(dest)
+
+
+def provide_mtcnn_weights(dest: Path) -> None:
+    """Copy MTCNN's weights (from this environment's facenet-pytorch) where the detector loader looks.
+
+    Without facenet-pytorch here, the face workflows rely on ComfyUI's environment having it (or
+    RetinaFace weights); otherwise they fail with the loader's message saying what to install.
+    """
+    from gpen_core.face.detection.mtcnn import find_facenet_pytorch_data_dir
+
+    found = find_facenet_pytorch_data_dir()
+    if found is None:
+        return
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("pnet.pt", "rnet.pt", "onet.pt"):
+        shutil.copyfile(found / name, dest / name)
+
+
+def prepare_base(base: Path, model_size: int) -> None:
+    """A ``--base-directory`` for the test server: the pack symlinked into custom_nodes/, seeded GPEN weights of
+    ``model_size`` (no download; the images are noise, the sizes and plumbing real) under every model name the
+    workflows use, MTCNN's weights, and every input image the workflows load.
+    """
+    import torch
+
+    import gpen_core as g
+
+    (base / "custom_nodes").mkdir(parents=True, exist_ok=True)
+    (base / "custom_nodes" / PACK_NAME).symlink_to(REPO_ROOT, target_is_directory=True)
+    prompts = [load_json(p) for p in api_workflows()]
+    weights = g.seeded_state_dict(g.GPENConfig(model_size, 1, 0.5), 1)
+    for name in sorted(model_names(prompts) | {"GPEN-BFR-512.pth"}):
+        (base / "models" / "gpen" / name).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(weights, base / "models" / "gpen" / name)
+    del weights
+    provide_mtcnn_weights(base / "models" / "facedetection" / "mtcnn")
+    for name in image_names(prompts):
+        write_input_image(name, base / "input" / name)
+
+
+@contextmanager
+def running_comfy(base: Path, model_size: int, start_timeout: float) -> Iterator[ComfyServer]:
+    """Prepare ``base`` (see :func:`prepare_base`), start ComfyUI on a free port, stop it on exit.
+
+    Raises ``pytest.skip`` when the environment names no ComfyUI (see :func:`comfyui_from_env`).
+    """
+    import pytest
+
+    found = comfyui_from_env()
+    if isinstance(found, str):
+        pytest.skip(found)
+    comfyui_dir, python, extra_args = found
+    prepare_base(base, model_size)
+    server = ComfyServer(python, comfyui_dir, base, free_port(), extra_args)
+    try:
+        server.wait_ready(start_timeout)
+        yield server
+    finally:
+        server.stop()
 
 
 # ------------------------------------------------------------------------------ UI -> API conversion
@@ -297,3 +414,36 @@ def expected_sizes(api: dict, ref: list, input_dir: Path, model_size: int) -> li
     if kind == "GPENFaceRestore" and ref[1] == 0:  # the restored photos keep their size
         return upstream("image")
     return None
+
+
+# ------------------------------------------------------------------------------------------ browser
+CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
+ARTIFACTS_DIR = REPO_ROOT / "tests" / "artifacts"
+"""Where the browser test writes its screenshots (ignored by git); ``E2E_ARTIFACTS`` overrides it."""
+
+
+def chromium_path() -> str | None:
+    """A Chromium to drive: ``CHROMIUM_PATH``, else Debian's ``/usr/bin/chromium`` (or a sibling), else None.
+
+    Playwright's own browser download is not used (it cannot be reached from CI): any system Chromium works.
+    """
+    named = os.environ.get("CHROMIUM_PATH")
+    if named:
+        return named if Path(named).is_file() else None
+    for path in CHROMIUM_PATHS:
+        if Path(path).is_file():
+            return path
+    return shutil.which("chromium")
+
+
+def artifacts_dir(name: str) -> Path:
+    """``tests/artifacts/<name>/`` (or ``$E2E_ARTIFACTS/<name>/``), created."""
+    root = Path(os.environ.get("E2E_ARTIFACTS") or ARTIFACTS_DIR)
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def mentions_pack(text: str) -> bool:
+    """Whether a console line or URL names this pack (its folder, its nodes, its extension)."""
+    return "gpen" in text.lower()

@@ -10,20 +10,14 @@ under every model name the workflows use, so the images are noise, but their siz
 from __future__ import annotations
 
 import io
-import os
-import shlex
-import shutil
-import sys
 import time
-from pathlib import Path
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
-import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 import e2e_support as s
-import gpen_core as g
 
 MODEL_SIZE = 256
 """The test weights: GPEN-BFR-256 layout (fast on a CPU), whatever the file is called."""
@@ -54,80 +48,10 @@ API_FILES = s.api_workflows()
 
 
 # ------------------------------------------------------------------------------------ fixtures
-def _model_names(prompts: list[dict]) -> set[str]:
-    """Weights file names the workflows load: ``model_name`` of every GPEN node."""
-    return {node["inputs"]["model_name"] for prompt in prompts for node in prompt.values()
-            if node["class_type"].startswith("GPEN") and isinstance(node["inputs"].get("model_name"), str)}
-
-
-def _image_names(prompts: list[dict]) -> set[str]:
-    return {node["inputs"]["image"] for prompt in prompts for node in prompt.values()
-            if node["class_type"] == "LoadImage"}
-
-
-def _write_input_image(name: str, dest: Path) -> None:
-    """The shared test photo of that name, else a synthetic face-like picture."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    photo = s.PHOTOS_DIR / Path(name).name
-    if photo.is_file():
-        shutil.copyfile(photo, dest)
-        return
-    yy, xx = np.mgrid[0:512, 0:384]
-    im = Image.fromarray(np.stack([xx * 255 // 383, yy * 255 // 511, (xx + yy) % 256], -1).astype(np.uint8))
-    draw = ImageDraw.Draw(im)
-    draw.ellipse((92, 110, 292, 380), fill=(225, 190, 160))
-    draw.ellipse((140, 200, 170, 220), fill=(40, 40, 40))
-    draw.ellipse((214, 200, 244, 220), fill=(40, 40, 40))
-    draw.arc((150, 280, 234, 330), 20, 160, fill=(120, 40, 40), width=5)
-    im.save(dest)
-
-
-def _provide_mtcnn_weights(dest: Path) -> None:
-    """Copy MTCNN's weights (from this environment's facenet-pytorch) where the detector loader looks.
-
-    Without facenet-pytorch here, the face workflows rely on ComfyUI's environment having it (or
-    RetinaFace weights); otherwise they fail with the loader's message saying what to install.
-    """
-    from gpen_core.face.detection.mtcnn import find_facenet_pytorch_data_dir
-
-    found = find_facenet_pytorch_data_dir()
-    if found is None:
-        return
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("pnet.pt", "rnet.pt", "onet.pt"):
-        shutil.copyfile(found / name, dest / name)
-
-
 @pytest.fixture(scope="module")
-def comfy(tmp_path_factory) -> s.ComfyServer:
-    comfyui_dir = os.environ.get("COMFYUI_DIR")
-    if not comfyui_dir:
-        pytest.skip("set COMFYUI_DIR to a ComfyUI checkout (and COMFYUI_PYTHON to its interpreter) to run")
-    comfyui_dir = Path(comfyui_dir)
-    if not (comfyui_dir / "main.py").is_file():
-        pytest.skip(f"COMFYUI_DIR={comfyui_dir} has no main.py")
-    python = os.environ.get("COMFYUI_PYTHON") or sys.executable
-    extra_args = shlex.split(os.environ.get("COMFYUI_ARGS", "--cpu"))
-
-    base = tmp_path_factory.mktemp("comfyui-base")
-    (base / "custom_nodes").mkdir()
-    (base / "custom_nodes" / s.PACK_NAME).symlink_to(s.REPO_ROOT, target_is_directory=True)
-    prompts = [s.load_json(p) for p in API_FILES]
-    weights = g.seeded_state_dict(g.GPENConfig(MODEL_SIZE, 1, 0.5), 1)
-    for name in sorted(_model_names(prompts) | {"GPEN-BFR-512.pth"}):
-        (base / "models" / "gpen" / name).parent.mkdir(parents=True, exist_ok=True)
-        torch.save(weights, base / "models" / "gpen" / name)
-    del weights
-    _provide_mtcnn_weights(base / "models" / "facedetection" / "mtcnn")
-    for name in _image_names(prompts):
-        _write_input_image(name, base / "input" / name)
-
-    server = s.ComfyServer(python, comfyui_dir, base, s.free_port(), extra_args)
-    try:
-        server.wait_ready(START_TIMEOUT)
+def comfy(tmp_path_factory) -> Iterator[s.ComfyServer]:
+    with s.running_comfy(tmp_path_factory.mktemp("comfyui-base"), MODEL_SIZE, START_TIMEOUT) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
