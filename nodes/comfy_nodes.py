@@ -6,23 +6,32 @@ import weakref
 
 import comfy.model_management as mm
 import comfy.model_patcher
-import comfy.utils
 import numpy as np
 import torch
 from comfy_api.latest import io, ui
 
 from ..gpen_core.loading import load_model
-from ..gpen_core.runtime.precision import PRECISIONS
 from ..gpen_core.runtime.report import RunRecord, memory_report
-from ..gpen_core.runtime.strategy import memory_needed
 from ..gpen_core.tools.bench import HEADER, bench_size, format_row
 from ..gpen_core.tools.bench_plot import plot_rows
-from .logic import AUTO_TILE, EXACT_OVERLAP, OUTPUT_SIZES, core_tile_size, enhance_comfy_images
+from .glue import GPENModel, devices_for, interruptible_progress, load_for_run
+from .logic import (
+    AUTO_TILE,
+    BENCH_PRECISIONS,
+    BENCH_SIZES,
+    DEVICES,
+    EXACT_OVERLAP,
+    INPUT_RANGE_OPTIONS,
+    NODE_MIN_TILE,
+    OUTPUT_SIZES,
+    PRECISION_OPTIONS,
+    enhance_comfy_images,
+)
 from .model_folders import gpen_files, gpen_path
 
-GPENModel = io.Custom("GPEN_MODEL")
+__all__ = ["GPENBenchmark", "GPENEnhance", "GPENModel", "GPENVRAMReport", "LoadGPENModel", "interruptible_progress"]
+
 DEFAULT_MODEL = "GPEN-BFR-512.pth"
-DEVICES = ("auto", "cpu", "cuda")
 
 
 class GPENHolder(torch.nn.Module):
@@ -48,28 +57,6 @@ class LastRun:
         cls.record = record
 
 
-def interruptible_progress(total: int):
-    """A ``progress(done, total)`` callback for the core: ComfyUI's progress bar, and the point where a
-    cancelled prompt stops (``throw_exception_if_processing_interrupted``)."""
-    bar = comfy.utils.ProgressBar(total)
-
-    def progress(done: int, steps: int) -> None:
-        mm.throw_exception_if_processing_interrupted()
-        bar.update_absolute(done, steps)
-
-    return progress
-
-
-def devices_for(choice: str) -> tuple[torch.device, torch.device]:
-    """(load device, offload device) for the loader's device option."""
-    if choice == "cpu":
-        return torch.device("cpu"), torch.device("cpu")
-    load = mm.get_torch_device()
-    if choice == "cuda" and load.type != "cuda":
-        raise RuntimeError("device 'cuda' was chosen but ComfyUI runs without a CUDA device (started with --cpu?)")
-    return load, mm.unet_offload_device()
-
-
 class LoadGPENModel(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -84,12 +71,12 @@ class LoadGPENModel(io.ComfyNode):
                 io.Combo.Input("model_name", options=files, default=DEFAULT_MODEL if DEFAULT_MODEL in files else None,
                                tooltip="official GPEN-BFR-256/512/1024/2048 (or colorization/inpainting/Seg2face) "
                                        "weights"),
-                io.Combo.Input("precision", options=list(PRECISIONS), default="auto",
+                io.Combo.Input("precision", options=list(PRECISION_OPTIONS), default="auto",
                                tooltip="auto: bf16 on GPUs that support it, fp16 on other recent GPUs, fp32 on CPU; "
                                        "NaN in half precision is detected and, under auto, retried in a safer "
                                        "precision"),
                 io.Combo.Input("device", options=list(DEVICES), default="auto"),
-                io.Combo.Input("input_range", options=["[-1,1]", "[0,1]"], default="[-1,1]",
+                io.Combo.Input("input_range", options=list(INPUT_RANGE_OPTIONS), default="[-1,1]",
                                tooltip="[0,1] only for the Seg2face model"),
             ],
             outputs=[GPENModel.Output(display_name="gpen_model")],
@@ -124,9 +111,10 @@ class GPENEnhance(io.ComfyNode):
             inputs=[
                 io.Image.Input("image"),
                 GPENModel.Input("gpen_model"),
-                io.Int.Input("tile_size", default=AUTO_TILE, min=0, max=2048, step=16,
-                             tooltip="decoder tile size in pixels; 0 = automatic from free memory. Tiles are "
-                                     "computed inside the network, so the result equals the untiled one"),
+                io.Int.Input("tile_size", default=AUTO_TILE, min=AUTO_TILE, max=2048, step=16,
+                             tooltip=f"decoder tile size in pixels: 0 = automatic from free memory, else at least "
+                                     f"{NODE_MIN_TILE}. Tiles are computed inside the network, so the result equals "
+                                     "the untiled one"),
                 io.Int.Input("overlap", default=EXACT_OVERLAP, min=EXACT_OVERLAP, max=64,
                              tooltip="-1 = exact halos (default). 0..64 = cut halos to this many pixels and blend "
                                      "tiles: a little faster, not exact at tile edges"),
@@ -141,11 +129,7 @@ class GPENEnhance(io.ComfyNode):
     @classmethod
     def execute(cls, image, gpen_model, tile_size, overlap, recompute, output_size, batch_size) -> io.NodeOutput:
         gpen = gpen_model.model.gpen
-        batch = max(1, min(batch_size, image.shape[0]))
-        needed = memory_needed(gpen, batch, core_tile_size(tile_size), recompute,
-                               budget_bytes=mm.get_free_memory(gpen_model.load_device))
-        mm.load_models_gpu([gpen_model], memory_required=needed)
-        budget = mm.get_free_memory(gpen.device) if tile_size == AUTO_TILE else None
+        budget = load_for_run(gpen_model, min(batch_size, image.shape[0]), tile_size, recompute)
         out = enhance_comfy_images(
             gpen, image, tile_size=tile_size, overlap=overlap, recompute=recompute, output_size=output_size,
             batch_size=batch_size, memory_budget=budget, progress=interruptible_progress(image.shape[0]),
@@ -187,10 +171,10 @@ class GPENBenchmark(io.ComfyNode):
             is_output_node=True,
             not_idempotent=True,
             inputs=[
-                io.Combo.Input("size", options=["256", "512", "1024", "2048"], default="512"),
-                io.Combo.Input("precisions", options=["fp32", "bf16", "fp16", "fp32+bf16", "fp32+fp16"],
-                               default="fp32+bf16"),
-                io.Int.Input("tile_size", default=256, min=16, max=2048, step=16),
+                io.Combo.Input("size", options=list(BENCH_SIZES), default="512"),
+                io.Combo.Input("precisions", options=list(BENCH_PRECISIONS), default="fp32+bf16"),
+                io.Int.Input("tile_size", default=256, min=NODE_MIN_TILE, max=2048, step=16,
+                             tooltip="tile size of the tiled rows"),
                 io.Int.Input("repeat", default=1, min=1, max=10),
                 io.Boolean.Input("backward", default=False, tooltip="also time forward+backward with checkpointing"),
             ],

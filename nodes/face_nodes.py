@@ -5,12 +5,9 @@ import comfy.model_management as mm
 from comfy_api.latest import io
 
 from ..gpen_core.face.detection.loader import load_detector
-from .comfy_nodes import GPENModel, interruptible_progress
-from .logic import AUTO_TILE, restore_comfy_images
+from .glue import FaceDetector, GPENModel, interruptible_progress, load_for_run
+from .logic import AUTO_TILE, DETECTOR_DEVICES, DETECTOR_OPTIONS, NODE_MIN_TILE, SELECTION_OPTIONS, restore_comfy_images
 from .model_folders import facedetection_folders
-
-FaceDetector = io.Custom("GPEN_FACE_DETECTOR")
-DETECTORS = ("auto", "retinaface_resnet50", "retinaface_mobile0.25", "mtcnn")
 
 
 class LoadFaceDetector(io.ComfyNode):
@@ -24,8 +21,8 @@ class LoadFaceDetector(io.ComfyNode):
                         "models/facedetection) or MTCNN (pip install --no-deps facenet-pytorch==2.6.0). "
                         "auto: the first one found. Nothing is downloaded.",
             inputs=[
-                io.Combo.Input("detector", options=list(DETECTORS), default="auto"),
-                io.Combo.Input("device", options=["auto", "cpu"], default="auto"),
+                io.Combo.Input("detector", options=list(DETECTOR_OPTIONS), default="auto"),
+                io.Combo.Input("device", options=list(DETECTOR_DEVICES), default="auto"),
             ],
             outputs=[FaceDetector.Output(display_name="face_detector")],
         )
@@ -54,10 +51,12 @@ class GPENFaceRestore(io.ComfyNode):
                 io.Float.Input("score_threshold", default=0.0, min=0.0, max=0.99, step=0.01,
                                tooltip="detector confidence; 0 = the detector's default (RetinaFace 0.97, MTCNN 0.7)"),
                 io.Int.Input("min_face_size", default=0, min=0, max=4096, tooltip="ignore smaller faces (px)"),
-                io.Combo.Input("selection", options=["all", "largest", "center"], default="all"),
+                io.Combo.Input("selection", options=list(SELECTION_OPTIONS), default="score",
+                               tooltip="which faces come first: score (detector confidence; 'all' in older "
+                                       "workflows), largest, left_to_right ... center"),
                 io.Int.Input("max_faces", default=0, min=0, max=1000, tooltip="0 = no limit"),
-                io.Int.Input("tile_size", default=AUTO_TILE, min=0, max=2048, step=16,
-                             tooltip="GPEN tile size; 0 = automatic from free memory"),
+                io.Int.Input("tile_size", default=AUTO_TILE, min=AUTO_TILE, max=2048, step=16,
+                             tooltip=f"GPEN tile size; 0 = automatic from free memory, else at least {NODE_MIN_TILE}"),
             ],
             outputs=[
                 io.Image.Output(display_name="image"),
@@ -70,9 +69,8 @@ class GPENFaceRestore(io.ComfyNode):
     @classmethod
     def execute(cls, image, gpen_model, face_detector, fidelity, score_threshold, min_face_size, selection,
                 max_faces, tile_size) -> io.NodeOutput:
-        mm.load_models_gpu([gpen_model])
         gpen = gpen_model.model.gpen
-        budget = mm.get_free_memory(gpen.device) if tile_size == AUTO_TILE else None
+        budget = load_for_run(gpen_model, 1, tile_size)
         out, before, after, mask = restore_comfy_images(
             gpen, face_detector, image.to(gpen.device), fidelity=fidelity, score_threshold=score_threshold,
             min_face_size=min_face_size, selection=selection, max_faces=max_faces, tile_size=tile_size,

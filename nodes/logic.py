@@ -1,19 +1,43 @@
-"""Node logic without ComfyUI: image layout, option mapping, and the enhance call."""
+"""Node logic without ComfyUI: the widgets' option lists (read from the core), image layout, option
+mapping, and the enhance / restore calls."""
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import torch
 
+from ..gpen_core.arch.config import INPUT_RANGES
 from ..gpen_core.arch.generator import GPEN
 from ..gpen_core.enhance import Enhanced, enhance_images
+from ..gpen_core.face.detection.loader import DETECTOR_NAMES
+from ..gpen_core.face.detection.selection import FACE_ORDERS, ORDER_ALIASES
+from ..gpen_core.runtime.precision import DTYPES, PRECISIONS
 from ..gpen_core.runtime.report import RunRecord
+from ..gpen_core.tools.bench import OFFICIAL_CONFIGS
 
+# ----------------------------------------------------------------------------- widget option lists
+# Every list is the core's own constant (or built from it), so nodes, command line and core accept the same values.
+PRECISION_OPTIONS: tuple[str, ...] = PRECISIONS
+INPUT_RANGE_OPTIONS: tuple[str, ...] = tuple(INPUT_RANGES)
+DEVICES = ("auto", "cpu", "cuda")
+"""Load GPEN Model's ``device``: ``auto`` = ComfyUI's device (offloaded by its model management)."""
+DETECTOR_OPTIONS: tuple[str, ...] = ("auto", *DETECTOR_NAMES)
+"""``auto`` = the first detector whose weights are found (see :func:`gpen_core.face.detection.load_detector`)."""
+DETECTOR_DEVICES = ("auto", "cpu")
+SELECTION_OPTIONS: tuple[str, ...] = (*FACE_ORDERS, *ORDER_ALIASES)
+"""Face orders, then the old names saved workflows still use (``all`` = ``score``)."""
+BENCH_SIZES: tuple[str, ...] = tuple(str(size) for size in OFFICIAL_CONFIGS)
+BENCH_PRECISIONS: tuple[str, ...] = (*DTYPES, *(f"fp32+{name}" for name in DTYPES if name != "fp32"))
+"""One precision, or fp32 (the error reference) plus a half precision."""
 OUTPUT_SIZES = ("model size", "input size")
+
 EXACT_OVERLAP = -1
 """Node value of ``overlap`` meaning exact halos (the core's ``overlap=None``)."""
 AUTO_TILE = 0
 """Node value of ``tile_size`` meaning: choose from the free memory."""
+NODE_MIN_TILE = 64
+"""Smallest tile a node accepts (0 = automatic aside). Smaller tiles are exact but slow: a 256 forward in
+16-pixel tiles takes about a minute on a CPU (issue 8); the core's own floor stays ``MIN_TILE``."""
 
 
 def comfy_to_bchw(images: torch.Tensor) -> torch.Tensor:
@@ -35,6 +59,18 @@ def core_tile_size(tile_size: int) -> int | str:
     if tile_size < 0:
         raise ValueError(f"tile_size must be 0 (automatic) or a size in pixels; got {tile_size}")
     return "auto" if tile_size == AUTO_TILE else tile_size
+
+
+def check_node_tile_size(tile_size: int) -> None:
+    """What the nodes accept: 0 (automatic) or at least :data:`NODE_MIN_TILE`; checked before a model loads.
+
+    The core accepts smaller tiles (same result, minutes per image); a node refuses them and says what to use.
+    """
+    if tile_size != AUTO_TILE and tile_size < NODE_MIN_TILE:
+        raise ValueError(
+            f"tile_size must be 0 (automatic) or at least {NODE_MIN_TILE} pixels; got {tile_size}. Smaller tiles "
+            "give the same result far more slowly: use 0 to let the free memory decide"
+        )
 
 
 def forward_options(tile_size: int, overlap: int, recompute: bool) -> dict:

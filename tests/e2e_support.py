@@ -24,10 +24,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from helpers import PHOTOS_DIR as PHOTOS_DIR  # re-exported: the e2e test reads s.PHOTOS_DIR
+from helpers import REPO_ROOT
+
 WORKFLOWS_DIR = REPO_ROOT / "workflows"
 API_DIR = WORKFLOWS_DIR / "api"
-PHOTOS_DIR = REPO_ROOT.parent / "shared" / "photos"
 PACK_NAME = "ComfyUI-GPEN"
 
 UI_ONLY_TYPES = frozenset({"Note", "MarkdownNote"})

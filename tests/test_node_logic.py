@@ -36,6 +36,25 @@ def test_widget_values_map_to_core_options(pack):
     assert options(256, 8, True) == {"tile_size": 256, "overlap": 8, "recompute": True}
     with pytest.raises(ValueError, match="overlap"):
         options(256, -2, False)
+    check = pack.nodes.logic.check_node_tile_size
+    check(0)
+    check(64)
+    for small in (16, 48):  # exact but minutes per image: a node refuses and says what to use
+        with pytest.raises(ValueError, match=r"0 \(automatic\) or at least 64"):
+            check(small)
+
+
+def test_option_lists_are_the_cores(pack):
+    logic = pack.nodes.logic
+    core = importlib.import_module("comfyui_gpen.gpen_core")
+    detection = importlib.import_module("comfyui_gpen.gpen_core.face.detection")
+    assert logic.PRECISION_OPTIONS == core.PRECISIONS
+    assert logic.INPUT_RANGE_OPTIONS == ("[-1,1]", "[0,1]")
+    assert ("auto", *detection.DETECTOR_NAMES) == logic.DETECTOR_OPTIONS
+    assert logic.SELECTION_OPTIONS[: len(detection.FACE_ORDERS)] == detection.FACE_ORDERS
+    assert "all" in logic.SELECTION_OPTIONS  # saved workflows use it
+    assert logic.BENCH_SIZES == ("256", "512", "1024", "2048")
+    assert set(logic.BENCH_PRECISIONS) == {"fp32", "fp16", "bf16", "fp32+fp16", "fp32+bf16"}
 
 
 def test_enhance_node_logic(pack, model):

@@ -17,11 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-DATA_DIR = Path(__file__).resolve().parent / "data"
-SHARED_DIR = REPO_ROOT.parent / "shared"
-PHOTOS_DIR = SHARED_DIR / "photos"
+from helpers import FACE_DATA_DIR as DATA_DIR
+from helpers import PHOTOS_DIR
 
 
 @pytest.fixture(scope="session")

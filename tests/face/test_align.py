@@ -15,6 +15,7 @@ from gpen_core.face.align import (
     similarity_transform,
     warp_faces,
 )
+from helpers import similarity_matrix
 
 # values given by the official get_reference_facial_points((512, 512), 0.25, (0, 0), True)
 OFFICIAL_512 = np.array(
@@ -26,13 +27,6 @@ OFFICIAL_512 = np.array(
         [300.89, 366.34],
     ]
 )
-
-
-def similarity_matrix(angle_deg: float, scale: float, tx: float, ty: float) -> torch.Tensor:
-    """(2, 3) float64 matrix: rotate by angle, scale, then translate."""
-    a = math.radians(angle_deg)
-    c, s = math.cos(a) * scale, math.sin(a) * scale
-    return torch.tensor([[c, -s, tx], [s, c, ty]], dtype=torch.float64)
 
 
 def closed_form_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

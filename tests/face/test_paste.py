@@ -22,23 +22,12 @@ from gpen_core.face.paste import (
     paste_faces,
     soften_parsing_mask,
 )
-from helpers import SHARED_DIR
+from helpers import PHOTOS_DIR, psnr, similarity_matrix
 
-PORTRAIT = SHARED_DIR / "photos" / "portrait-1947.png"
+PORTRAIT = PHOTOS_DIR / "portrait-1947.png"
 # hand-picked 5 points (x, y) on the 328 x 439 portrait: eye image-left, eye image-right,
 # nose tip, mouth corner image-left, mouth corner image-right
 PORTRAIT_LANDMARKS = [[156.0, 167.0], [215.0, 167.0], [198.0, 210.0], [162.0, 250.0], [214.0, 249.0]]
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = float(((a.double() - b.double()) ** 2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
-
-
-def similarity_matrix(angle_deg: float, scale: float, tx: float, ty: float) -> torch.Tensor:
-    a = math.radians(angle_deg)
-    c, s = math.cos(a) * scale, math.sin(a) * scale
-    return torch.tensor([[c, -s, tx], [s, c, ty]], dtype=torch.float64)
 
 
 def face_matrices(placements: list[tuple[float, float, float, float]], size: int) -> torch.Tensor:

@@ -14,6 +14,7 @@ from gpen_core.images.files import read_image
 from gpen_core.runtime.memory import peak_memory
 from gpen_core.runtime.strategy import Strategy, estimate_peak_bytes
 from gpen_core.tools.cli import main
+from helpers import psnr
 
 CONFIG = g.GPENConfig(128, 2, 0.125)  # small: the pipeline, not the generator, is under test
 
@@ -31,10 +32,6 @@ def detector(mtcnn_weights_dir):
 @pytest.fixture(scope="module")
 def group_photo(photos_dir):
     return read_image(photos_dir / "solvay-1927.png")[:3]
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(10 * torch.log10(1 / (a - b).double().pow(2).mean()))
 
 
 def test_identity_restore_keeps_the_photo(model, detector, group_photo):

@@ -1,0 +1,65 @@
+"""What every node module shares (imports ComfyUI): socket types, the device option, ComfyUI's progress
+bar with its cancel point, and making room for a GPEN run.
+
+The option lists themselves live in :mod:`.logic` (no ComfyUI there), read from the core.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import comfy.model_management as mm
+import comfy.utils
+import torch
+from comfy_api.latest import io
+
+from ..gpen_core.runtime.strategy import memory_needed
+from .logic import AUTO_TILE, check_node_tile_size, core_tile_size
+
+GPENModel = io.Custom("GPEN_MODEL")
+"""A ComfyUI ``ModelPatcher`` whose ``model.gpen`` is the generator (see ``comfy_nodes.GPENHolder``)."""
+FaceDetector = io.Custom("GPEN_FACE_DETECTOR")
+"""A :class:`gpen_core.face.detection.FaceDetector`."""
+
+
+def interruptible_progress(total: int) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` callback for the core: ComfyUI's progress bar, and the point where a
+    cancelled prompt stops (``throw_exception_if_processing_interrupted``)."""
+    bar = comfy.utils.ProgressBar(total)
+
+    def progress(done: int, steps: int) -> None:
+        mm.throw_exception_if_processing_interrupted()
+        bar.update_absolute(done, steps)
+
+    return progress
+
+
+def devices_for(choice: str) -> tuple[torch.device, torch.device]:
+    """(load device, offload device) for a loader's ``device`` option (see ``logic.DEVICES``)."""
+    if choice == "cpu":
+        return torch.device("cpu"), torch.device("cpu")
+    load = mm.get_torch_device()
+    if choice == "cuda" and load.type != "cuda":
+        raise RuntimeError("device 'cuda' was chosen but ComfyUI runs without a CUDA device (started with --cpu?)")
+    return load, mm.unet_offload_device()
+
+
+def load_for_run(gpen_model, batch: int, tile_size: int, recompute: bool = False) -> int | None:
+    """Make room for a GPEN run and load the model on its device; returns the run's memory budget.
+
+    ComfyUI is asked to free what the core says the run will need (:func:`memory_needed`: the strategy
+    that will run, for ``batch`` images), then moves the model. The budget is the free memory of the
+    model's device when ``tile_size`` is automatic (0), the figure the core chooses its tiles from;
+    ``None`` for a fixed tile size.
+
+    Args:
+        gpen_model: the ``GPEN_MODEL`` (a ComfyUI ``ModelPatcher``).
+        batch: images per forward pass (>= 1).
+        tile_size: the node's tile widget (0 = automatic, else >= ``NODE_MIN_TILE``: checked first).
+        recompute: the node's recompute option.
+    """
+    check_node_tile_size(tile_size)
+    gpen = gpen_model.model.gpen
+    needed = memory_needed(gpen, max(1, batch), core_tile_size(tile_size), recompute,
+                           budget_bytes=mm.get_free_memory(gpen_model.load_device))
+    mm.load_models_gpu([gpen_model], memory_required=needed)
+    return mm.get_free_memory(gpen.device) if tile_size == AUTO_TILE else None

@@ -1,0 +1,186 @@
+"""Every node the extension lists, against stand-ins for ComfyUI (``tests/comfy_stubs.py``): its schema is
+sound and matches ``execute``, and ``execute`` runs on tiny seeded weights with ComfyUI's types.
+
+New nodes are picked up from ``GPENExtension.get_node_list``; a node whose input type no other node
+produces fails :func:`test_every_node_executes` with the type to add to ``INPUT_VALUES``.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+from types import SimpleNamespace
+
+import comfy_stubs
+import pytest
+import torch
+
+import gpen_core as g
+from gpen_core.face.detection import FaceDetector
+from gpen_core.face.detection.retinaface import RetinaFaceNet
+from helpers import TINY, forget_pack, import_pack
+
+PACK = "gpen_pack_under_stubs"
+WIDGET_TYPES = {"INT", "FLOAT", "BOOLEAN", "STRING", "COMBO"}
+
+
+def pack_module(name: str):
+    """A module of the pack as imported under stand-ins (its own copy of ``gpen_core``)."""
+    return importlib.import_module(f"{PACK}.{name}")
+
+
+class TemplateFaceDetector:
+    """Stand-in for the loaded detector: one face per image at GPEN's template, filling the image."""
+
+    name, device, default_score_threshold = "template", torch.device("cpu"), 0.5
+
+    def detect_rgb255(self, image, score_threshold, min_face_size, progress=None):
+        points = pack_module("gpen_core.face.align").reference_points(64, dtype=torch.float32)
+        result = pack_module("gpen_core.face.detection.result").FaceDetections
+        h, w = image.shape[-2:]
+        return result(torch.tensor([[0.0, 0.0, w, h]]), torch.tensor([0.99]), (points * min(h, w) / 64)[None], (h, w))
+
+
+def small_bench(size, precisions, tile_size, device, repeat, backward=True, log=print, **options):
+    """The benchmark at a 32-pixel test layout: the node's glue runs, the official sizes would take minutes."""
+    bench_size = pack_module("gpen_core.tools.bench").bench_size
+    return bench_size(32, precisions, min(tile_size, 32), device, 1, backward=backward, log=log)
+
+
+@pytest.fixture()
+def comfy(monkeypatch, tmp_path):
+    """The pack imported as ComfyUI imports it, over stand-in ComfyUI modules and a models folder holding a
+    tiny GPEN and (default-initialised) RetinaFace weights."""
+    models = tmp_path / "models"
+    (models / "gpen").mkdir(parents=True)
+    (models / "facedetection").mkdir()
+    torch.save(g.seeded_state_dict(TINY, 5), models / "gpen" / "GPEN-TINY-64.pth")
+    torch.manual_seed(0)
+    torch.save(RetinaFaceNet("mobile0.25").state_dict(), models / "facedetection" / "detection_mobilenet0.25_Final.pth")
+    stubs = comfy_stubs.install(monkeypatch, models)
+    forget_pack(PACK)
+    pack = import_pack(PACK)
+    extension = asyncio.run(pack.comfy_entrypoint())
+    nodes = asyncio.run(extension.get_node_list())
+    monkeypatch.setattr(pack_module("nodes.comfy_nodes"), "bench_size", small_bench)
+    yield SimpleNamespace(stubs=stubs, pack=pack, nodes=nodes)
+    forget_pack(PACK)
+
+
+def test_every_node_has_a_sound_schema(comfy):
+    assert len(comfy.nodes) >= 6
+    node_ids = set()
+    for node in comfy.nodes:
+        schema = node.define_schema()
+        assert schema.node_id not in node_ids, f"two nodes are named {schema.node_id}"
+        node_ids.add(schema.node_id)
+        assert schema.category == "GPEN" and schema.display_name and schema.description
+        ids = [i.id for i in schema.inputs]
+        assert len(set(ids)) == len(ids), f"{schema.node_id}: an input name is used twice"
+        for item in schema.inputs:
+            where = f"{schema.node_id}.{item.id}"
+            if item.io_type in ("INT", "FLOAT"):
+                assert item.min <= item.default <= item.max, f"{where}: default outside [min, max]"
+            if item.io_type == "COMBO":
+                assert item.options and len(set(item.options)) == len(item.options), f"{where}: options"
+                assert item.default is None or item.default in item.options, f"{where}: default not an option"
+        # execute takes exactly the inputs, by name; an optional one has a default (ComfyUI leaves it out)
+        parameters = inspect.signature(node.execute).parameters
+        assert list(parameters) == ids, f"{schema.node_id}.execute takes {list(parameters)}, the schema lists {ids}"
+        for item in schema.inputs:
+            if item.optional:
+                assert parameters[item.id].default is not inspect.Parameter.empty, f"{schema.node_id}.{item.id}"
+    assert {"GPENModelLoader", "GPENEnhance", "GPENFaceRestore", "GPENFaceDetectorLoader", "GPENVRAMReport",
+            "GPENBenchmark"} <= node_ids
+
+
+def widget_value(item):
+    if item.io_type == "COMBO":
+        return item.default if item.default is not None else item.options[0]
+    return item.default
+
+
+def check_output(kind: str, value, where: str) -> None:
+    if kind == "IMAGE":
+        assert value.dim() == 4 and value.shape[-1] in (1, 3, 4), f"{where}: IMAGE {tuple(value.shape)}"
+        assert value.dtype == torch.float32 and value.device.type == "cpu", where
+        assert float(value.min()) >= 0 and float(value.max()) <= 1, f"{where}: IMAGE outside [0, 1]"
+    elif kind == "MASK":
+        assert value.dim() == 3 and value.dtype == torch.float32, f"{where}: MASK {tuple(value.shape)}"
+    elif kind == "STRING":
+        assert isinstance(value, str) and value, where
+    else:
+        assert value is not None, where
+
+
+def test_every_node_executes(comfy):
+    """Run each node once its socket inputs exist (loaders first), widgets at their defaults; each output
+    goes into the pool by type. The detector loader's output is then replaced by a stand-in that finds one
+    face per image, so the face nodes run their whole path on tiny weights."""
+    generator = torch.Generator().manual_seed(0)
+    pool: dict[str, object] = {"IMAGE": torch.rand(2, 96, 80, 3, generator=generator), "*": "anything"}
+    pending = list(comfy.nodes)
+    ran = []
+    while pending:
+        for node in pending:
+            schema = node.define_schema()
+            sockets = [i for i in schema.inputs if i.io_type not in WIDGET_TYPES]
+            if all(i.optional or i.io_type in pool for i in sockets):
+                break
+        else:
+            missing = {n.define_schema().node_id: [i.io_type for i in n.define_schema().inputs
+                                                   if i.io_type not in WIDGET_TYPES and i.io_type not in pool]
+                       for n in pending}
+            raise AssertionError(f"no node produces these input types (add a value to the pool): {missing}")
+        pending.remove(node)
+        kwargs = {}
+        for item in schema.inputs:
+            if item.io_type in WIDGET_TYPES:
+                kwargs[item.id] = widget_value(item)
+            elif item.io_type in pool:
+                kwargs[item.id] = pool[item.io_type]
+        result = node.execute(**kwargs)
+        assert len(result.args) == len(schema.outputs), f"{schema.node_id}: outputs"
+        for output, value in zip(schema.outputs, result.args, strict=True):
+            check_output(output.io_type, value, f"{schema.node_id} -> {output.display_name}")
+            pool.setdefault(output.io_type, value)
+        if schema.node_id == "GPENFaceDetectorLoader":
+            assert isinstance(result.args[0], FaceDetector)
+            pool["GPEN_FACE_DETECTOR"] = TemplateFaceDetector()
+        ran.append((schema.node_id, result))
+    outputs = dict(ran)
+    # Face Restore found the stand-in's face in both images and pasted a restored face back
+    image, before, after, mask = outputs["GPENFaceRestore"].args
+    assert image.shape == pool["IMAGE"].shape and before.shape == after.shape == (2, 64, 64, 3)
+    assert float(mask.max()) > 0 and not torch.equal(image, pool["IMAGE"])
+    # Enhance asked ComfyUI for the memory its run needs, and showed progress
+    assert any(models == [pool["GPEN_MODEL"]] and needed > 0 for models, needed in comfy.stubs.mm.loaded)
+    assert comfy.stubs.progress, "no progress was shown"
+    # the report and the benchmark show their text on the node
+    assert outputs["GPENVRAMReport"].ui.value == outputs["GPENVRAMReport"].args[1]
+    assert "GPEN benchmark on cpu" in outputs["GPENBenchmark"].args[0]
+
+
+def test_small_tiles_are_refused_before_loading(comfy):
+    nodes = {n.define_schema().node_id: n for n in comfy.nodes}
+    model = nodes["GPENModelLoader"].execute("GPEN-TINY-64.pth", "fp32", "cpu", "[-1,1]").args[0]
+    with pytest.raises(ValueError, match="at least 64"):
+        nodes["GPENEnhance"].execute(torch.rand(1, 64, 64, 3), model, 32, -1, False, "model size", 1)
+    assert comfy.stubs.mm.loaded == []
+
+
+def test_cancel_stops_enhance(comfy):
+    nodes = {n.define_schema().node_id: n for n in comfy.nodes}
+    model = nodes["GPENModelLoader"].execute("GPEN-TINY-64.pth", "fp32", "cpu", "[-1,1]").args[0]
+    comfy.stubs.mm.interrupted = True
+    with pytest.raises(comfy_stubs.InterruptProcessingException):
+        nodes["GPENEnhance"].execute(torch.rand(1, 64, 64, 3), model, 0, -1, False, "model size", 1)
+
+
+def test_loader_shares_one_model_per_file_and_options(comfy):
+    loader = next(n for n in comfy.nodes if n.define_schema().node_id == "GPENModelLoader")
+    first = loader.execute("GPEN-TINY-64.pth", "fp32", "cpu", "[-1,1]").args[0]
+    assert loader.execute("GPEN-TINY-64.pth", "fp32", "cpu", "[-1,1]").args[0] is first
+    assert loader.execute("GPEN-TINY-64.pth", "auto", "cpu", "[-1,1]").args[0] is not first
+    with pytest.raises(FileNotFoundError, match="GPEN-BFR-512.pth"):
+        loader.execute("missing.pth", "fp32", "cpu", "[-1,1]")
