@@ -24,8 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from helpers import PHOTOS_DIR as PHOTOS_DIR  # re-exported: the e2e test reads s.PHOTOS_DIR
-from helpers import REPO_ROOT
+from helpers import PHOTOS_DIR, REPO_ROOT
 
 WORKFLOWS_DIR = REPO_ROOT / "workflows"
 API_DIR = WORKFLOWS_DIR / "api"
