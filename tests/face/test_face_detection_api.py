@@ -135,7 +135,7 @@ def test_value_conventions() -> None:
     torch.testing.assert_close(from_float, from_uint8, atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         image_to_rgb255(as_uint8.float(), "cpu")  # 0..255 floats
-    with pytest.raises(TypeError, match="dtype"):
+    with pytest.raises(TypeError, match=r"float in \[0, 1\] or uint8, got torch.int32"):
         image_to_rgb255(as_uint8.to(torch.int32), "cpu")
     with pytest.raises(ValueError, match="NaN"):
         image_to_rgb255(torch.full((3, 2, 2), float("nan")), "cpu")

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import torch
 
-# Float images a little outside [0, 1] (resampling overshoot) are clipped; beyond this margin
-# the caller almost certainly passed [0, 255] values, which is an error.
-_FLOAT_RANGE_TOLERANCE = 0.05
+from ...checks import image_as_float
 
 
 def image_to_rgb255(image: torch.Tensor, device: torch.device | str) -> torch.Tensor:
@@ -49,15 +47,5 @@ def image_to_rgb255(image: torch.Tensor, device: torch.device | str) -> torch.Te
         raise ValueError(f"image is empty: shape {shape}")
     if image.dtype == torch.uint8:
         return image.to(device=device, dtype=torch.float32)
-    if not image.is_floating_point():
-        raise TypeError(f"image dtype must be uint8 or floating point, got {image.dtype}")
-    pixels = image.to(device=device, dtype=torch.float32)
-    if not bool(torch.isfinite(pixels).all()):
-        raise ValueError("image contains NaN or infinite values")
-    low, high = float(pixels.min()), float(pixels.max())
-    if low < -_FLOAT_RANGE_TOLERANCE or high > 1.0 + _FLOAT_RANGE_TOLERANCE:
-        raise ValueError(
-            f"float images must hold values in [0, 1]; got values in [{low:.4g}, {high:.4g}] "
-            "(for [0, 255] data pass a uint8 tensor or divide by 255)"
-        )
-    return pixels.clamp(0.0, 1.0) * 255.0
+    # the one rule of the package (checks.py): finite, in [0, 1] up to a small clamped overshoot
+    return image_as_float(image.to(device=device), "image") * 255.0
