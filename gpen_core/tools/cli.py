@@ -328,6 +328,11 @@ def check_bench_options(args: argparse.Namespace) -> torch.device:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     check_bench_options(args)
+    if args.nms:
+        from .bench_nms import run_nms_bench
+
+        run_nms_bench(args.repeat)
+        return 0
     from .bench import run_bench
 
     run_bench(args)
@@ -403,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlaps", type=int, nargs="*", default=[0, 2], help="inexact overlaps to measure too")
     p.add_argument("--plot", default=None, help="also draw memory and time per strategy into this PNG")
     p.add_argument("--official", default=None, help="path to a yangxy/GPEN checkout: also time the official code (CPU)")
+    p.add_argument("--nms", action="store_true", help="time the face detectors' NMS instead (a table; no GPEN rows)")
     p.set_defaults(func=cmd_bench)
 
     add_gpu_check_parser(sub, common)

@@ -1,14 +1,17 @@
-"""greedy_nms against a plain loop written after torchvision's CPU kernel."""
+"""greedy_nms against a plain loop written after torchvision's CPU kernel, and against a
+brute-force (one row of overlaps per kept box) version of it on thousands of boxes."""
 
 from __future__ import annotations
 
-import time
+import math
 
 import numpy as np
 import pytest
 import torch
 
+from gpen_core.face.detection import nms
 from gpen_core.face.detection.nms import greedy_nms, strict_threshold_in_dtype
+from gpen_core.tools.bench_nms import nms_boxes
 
 
 def loop_nms(
@@ -37,6 +40,34 @@ def loop_nms(
                 value = inter / min(areas[i], areas[j])
             if float(value) > threshold:
                 suppressed[j] = True
+    return keep
+
+
+def brute_force_nms(
+    boxes: np.ndarray, scores: np.ndarray, threshold: float, overlap: str = "iou", offset: float = 0.0
+) -> list[int]:
+    """The greedy loop with the inner loop as one numpy row: each kept box against every later
+    box, in the boxes' dtype and torchvision's operation order; no pruning of any kind."""
+    order = sorted(range(len(scores)), key=lambda i: -float(scores[i]))  # stable
+    ranked = boxes[order]
+    one = ranked.dtype.type(offset)
+    areas = (ranked[:, 2] - ranked[:, 0] + one) * (ranked[:, 3] - ranked[:, 1] + one)
+    suppressed = np.zeros(len(order), dtype=bool)
+    keep: list[int] = []
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for rank in range(len(order)):
+            if suppressed[rank]:
+                continue
+            keep.append(order[rank])
+            rest = ranked[rank + 1 :]
+            w = np.maximum(np.minimum(ranked[rank, 2], rest[:, 2]) - np.maximum(ranked[rank, 0], rest[:, 0]) + one, 0)
+            h = np.maximum(np.minimum(ranked[rank, 3], rest[:, 3]) - np.maximum(ranked[rank, 1], rest[:, 1]) + one, 0)
+            inter = w * h
+            if overlap == "iou":
+                value = inter / (areas[rank] + areas[rank + 1 :] - inter)
+            else:
+                value = inter / np.minimum(areas[rank], areas[rank + 1 :])
+            suppressed[rank + 1 :] |= value.astype(np.float64) > threshold
     return keep
 
 
@@ -117,11 +148,89 @@ def test_empty_and_bad_input() -> None:
         greedy_nms(torch.zeros((3, 4)), torch.zeros(2), 0.5)
 
 
-def test_thousands_of_boxes_are_fast() -> None:
-    # spread out: most boxes survive, the worst case for greedy NMS
-    boxes, scores = random_boxes(5000, 11, tie_fraction=0.0, canvas=2000.0)
-    start = time.perf_counter()
-    kept = greedy_nms(torch.from_numpy(boxes), torch.from_numpy(scores), 0.4)
-    elapsed = time.perf_counter() - start
-    assert kept.numel() > 2000
-    assert elapsed < 5.0, f"NMS of 5000 boxes took {elapsed:.2f} s"
+def test_brute_force_reference_matches_the_loop() -> None:
+    boxes, scores = random_boxes(300, 5)
+    assert brute_force_nms(boxes, scores, 0.4) == loop_nms(boxes, scores, 0.4)
+    assert brute_force_nms(boxes, scores, 0.7, "min", 1.0) == loop_nms(boxes, scores, 0.7, "min", 1.0)
+
+
+@pytest.mark.parametrize(
+    "canvas, threshold, overlap, offset",
+    [
+        (2000.0, 0.4, "iou", 0.0),  # spread out: most boxes survive (the worst case of the old NMS)
+        (200.0, 0.4, "iou", 0.0),  # crowded: most are suppressed, many pairs intersect
+        (600.0, 0.7, "min", 1.0),  # MTCNN's O-Net flavour
+    ],
+)
+def test_thousands_of_boxes_match_brute_force(
+    canvas: float, threshold: float, overlap: str, offset: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    boxes, scores = random_boxes(5000, 11, tie_fraction=0.05, canvas=canvas)
+    expected = brute_force_nms(boxes, scores, threshold, overlap, offset)
+    assert 100 < len(expected) < 4900
+
+    def run() -> list[int]:
+        kept = greedy_nms(torch.from_numpy(boxes), torch.from_numpy(scores), threshold,
+                          overlap=overlap, pixel_offset=offset)  # type: ignore[arg-type]
+        return kept.tolist()
+
+    assert run() == expected  # as it chooses between its two passes
+    # one box at a time all the way, and (almost) all boxes by the all-pairs pass
+    monkeypatch.setattr(nms, "_LOOP_OVERHEAD", -math.inf)
+    assert run() == expected
+    monkeypatch.setattr(nms, "_LOOP_OVERHEAD", math.inf)
+    monkeypatch.setattr(nms, "_CHECK_EVERY", 1)
+    assert run() == expected
+
+
+def test_clustered_boxes_match_brute_force() -> None:
+    """Jittered copies of a few face boxes, like a detector's raw output."""
+    boxes, scores = nms_boxes(3000, "clustered", seed=3)
+    expected = brute_force_nms(boxes.numpy(), scores.numpy(), 0.4)
+    assert greedy_nms(boxes, scores, 0.4).tolist() == expected
+    assert 20 < len(expected) < 200
+
+
+def test_boxes_in_a_column_are_swept_along_y() -> None:
+    """All boxes share their x range, so the sweep goes along y; decisions are unchanged."""
+    boxes, scores = random_boxes(2000, 12, canvas=2000.0)
+    boxes[:, [0, 2]] = np.array([10.0, 50.0], dtype=np.float32)
+    order = nms._Sweep.build(boxes, 0.0).order
+    assert np.array_equal(order, np.argsort(boxes[:, 1], kind="stable"))
+    expected = brute_force_nms(boxes, scores, 0.4)
+    assert greedy_nms(torch.from_numpy(boxes), torch.from_numpy(scores), 0.4).tolist() == expected
+
+
+def test_wide_windows_are_split_into_column_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    boxes, scores = random_boxes(400, 13, canvas=100.0)
+    expected = loop_nms(boxes, scores, 0.5)
+    monkeypatch.setattr(nms, "_COLUMN_CHUNK", 7)
+    for block_size in (1, 5, 64):
+        kept = greedy_nms(torch.from_numpy(boxes), torch.from_numpy(scores), 0.5, block_size=block_size)
+        assert kept.tolist() == expected
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_other_dtypes_decide_in_their_own_precision(dtype: torch.dtype) -> None:
+    boxes, scores = random_boxes(1500, 14, canvas=500.0)
+    typed = torch.from_numpy(boxes).to(dtype)
+    expected = brute_force_nms(typed.numpy(), scores, 0.4)
+    assert greedy_nms(typed, torch.from_numpy(scores), 0.4).tolist() == expected
+
+
+def test_touching_and_degenerate_boxes() -> None:
+    # touching edges (no overlap), a zero-area box, an inverted box, a NaN box, identical boxes
+    boxes = torch.tensor(
+        [[0, 0, 10, 10], [10, 0, 20, 10], [5, 5, 5, 5], [8, 8, 2, 2], [0, 0, float("nan"), 10], [0, 0, 10, 10]],
+        dtype=torch.float32,
+    )
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    expected = loop_nms(boxes.numpy(), scores.numpy(), 0.0)
+    assert greedy_nms(boxes, scores, 0.0).tolist() == expected == [0, 1, 2, 3, 4]
+
+
+def test_bad_threshold_and_block_size() -> None:
+    with pytest.raises(ValueError, match="threshold must be >= 0"):
+        greedy_nms(torch.zeros((2, 4)), torch.zeros(2), -0.1)
+    with pytest.raises(ValueError, match="block_size"):
+        greedy_nms(torch.zeros((2, 4)), torch.zeros(2), 0.5, block_size=0)
