@@ -74,8 +74,8 @@ def test_receptive_fields():
     assert modulated_upsample_needs(Interval(10, 20)) == Interval(4, 11)
     assert rgb_upsample_needs(Interval(10, 20)) == Interval(4, 11)
     plan = plan_tile(g_region(64, 128), 128, 16, None)
-    assert plan.h[128] == g_region(64, 128)
-    assert plan.h[64].rows.lo < 32 and plan.h[64].rows.hi > 64  # a halo at every tiled level
+    assert plan.levels[128].h == g_region(64, 128)
+    assert plan.levels[64].h.rows.lo < 32 and plan.levels[64].h.rows.hi > 64  # a halo at every tiled level
 
 
 def g_region(lo, hi):

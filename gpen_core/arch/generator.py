@@ -1,6 +1,4 @@
-# mypy: disable-error-code="union-attr, operator, arg-type"
-# TODO(arch): type the layer access (nn.ModuleList items); then drop this line.
-"""The GPEN generator (official ``FullGenerator``), as encoder stages, latent and decoder levels.
+"""The GPEN generator (official ``FullGenerator``): parameters, encoder, latent, plain forward.
 
 State-dict compatible with the official checkpoints (GPEN-BFR-256/512/1024/2048, and
 the colorization, inpainting and Seg2face releases that share their shapes).
@@ -11,74 +9,27 @@ Data flow (S = ``config.size``, features are stored without the activation gain)
   stage ``i`` halves the resolution, down to ``(B, C_4, 4, 4)``.
 * ``latent(f4)``: fully connected layer over the whole 4x4 map, then the mapping
   network, giving ``w (B, style_dim)``; this is why the image itself cannot be tiled.
-* ``decoder_styles(w)``: the per-layer modulation scales, computed once.
-* ``decode_start`` at 4x4, then ``decode_level(level, h, rgb, feature)`` for 8 .. S: each
-  level is a function of the previous level's features ``h``, its RGB skip, the
-  encoder feature of the same resolution and the styles.
+* ``decoder_styles(w)``: the per-layer modulation scales (:mod:`gpen_core.arch.styles`).
+* the decoder levels, 4x4 then 8 .. S (:mod:`gpen_core.arch.levels`, the one copy of
+  their math): whole here, tile by tile in :mod:`gpen_core.arch.tiled`.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .config import GPENConfig
-from .layers import ConstantInput, EqualLinear, PixelNorm, StyledConv, ToRGB, encoder_layer
-from .ops import (
-    ACTIVATION_GAIN,
-    NEGATIVE_SLOPE,
-    depthwise_fir,
-    modulated_conv2d,
-    upsample_fir,
-)
-
-Scales = tuple[torch.Tensor, "torch.Tensor | None"]
-
-
-@dataclass
-class LevelStyles:
-    """Modulation scales of one decoder level: upsampling conv, conv, to-RGB."""
-
-    up: Scales
-    conv: Scales
-    rgb: Scales
-
-
-@dataclass
-class DecoderState:
-    """What one decoder level hands to the next, at resolution ``r``.
-
-    Attributes:
-        a: ``(B, C_r, r, r)`` activated convolution half of the official concatenated feature.
-        b: ``(B, C_r, r, r)`` activated encoder ("noise") half.
-        rgb: ``(B, 3, r, r)`` float32 RGB skip.
-
-    Activations are stored without the ``sqrt(2)`` gain, which the consumers fold in.
-    """
-
-    a: torch.Tensor | None
-    b: torch.Tensor | None
-    rgb: torch.Tensor
-
-    def release(self) -> list[torch.Tensor]:
-        """``[a, b]``, dropping this object's references so the consumer can free them."""
-        if self.a is None or self.b is None:
-            raise RuntimeError("DecoderState was already released")
-        parts = [self.a, self.b]
-        self.a = self.b = None
-        return parts
-
-
-@dataclass
-class DecoderStyles:
-    """Modulation scales of every decoder layer for one batch (float32, shapes ``(B, C)``)."""
-
-    start_conv: Scales
-    start_rgb: Scales
-    levels: list[LevelStyles]
+from .layers import ConstantInput, EqualLinear, ModulatedConv, PixelNorm, StyledConv, ToRGB, encoder_layer
+from .levels import DecoderState, LevelRegions, decode_level, decode_start
+from .ops import ACTIVATION_GAIN, NEGATIVE_SLOPE, depthwise_fir
+from .prepared import PreparedWeights, WeightCache
+from .regions import Crop, Region
+from .styles import DecoderStyles, ModulationStack, decoder_styles
+from .tiled import TiledRun, effective_tile
 
 
 class StyleDecoder(nn.Module):
@@ -105,6 +56,24 @@ class StyleDecoder(nn.Module):
             self.to_rgbs.append(ToRGB(2 * c_out, dim, upsample=True))
             c_in = c_out
 
+    def styled_convs(self) -> list[StyledConv]:
+        """``convs`` typed: per level, the upsampling conv then the 3x3 conv."""
+        return [cast(StyledConv, m) for m in self.convs]
+
+    def rgb_layers(self) -> list[ToRGB]:
+        """``to_rgbs`` typed, one per level from 8x8."""
+        return [cast(ToRGB, m) for m in self.to_rgbs]
+
+    def modulated_layers(self) -> list[tuple[ModulatedConv, float]]:
+        """Every modulated conv with the gain its input lacks, in decoder order: ``conv1``, ``to_rgb1``,
+        then per level the upsampling conv, the conv and the to-RGB layer."""
+        convs, rgbs = self.styled_convs(), self.rgb_layers()
+        layers = [(self.conv1.conv, 1.0), (self.to_rgb1.conv, ACTIVATION_GAIN)]
+        for j, rgb in enumerate(rgbs):  # every decoder input but the constant lacks the activation gain
+            layers += [(convs[2 * j].conv, ACTIVATION_GAIN), (convs[2 * j + 1].conv, ACTIVATION_GAIN),
+                       (rgb.conv, ACTIVATION_GAIN)]
+        return layers
+
 
 class GPEN(nn.Module):
     """GPEN face-restoration generator, equal to the official ``FullGenerator`` forward.
@@ -127,6 +96,17 @@ class GPEN(nn.Module):
         for i, r in enumerate(reversed(config.resolutions[:-1]), start=1):
             self.add_module(f"ecd{i}", encoder_layer(config.channels(2 * r), config.channels(r), downsample=True))
         self.final_linear = nn.Sequential(EqualLinear(config.channels(4) * 16, config.style_dim, activation=True))
+        self.modulation_stack = ModulationStack(self.generator.modulated_layers())
+        self.weight_cache = WeightCache()
+        self.register_load_state_dict_post_hook(lambda module, incompatible: module.weight_cache.clear())
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> GPEN:
+        # .to(), .half(), .cuda() ... replace the parameters: stack the modulations again, forget
+        # what was derived from the old weights.
+        super()._apply(fn, recurse)
+        self.modulation_stack.restack()
+        self.weight_cache.clear()
+        return self
 
     precision: str = "fp32"
     """The precision asked for at load time (``auto`` may resolve to different dtypes)."""
@@ -138,13 +118,21 @@ class GPEN(nn.Module):
         """Run convolutions in ``dtype``; the latent and modulation layers stay float32.
 
         Those small layers feed every modulation scale, so keeping them exact costs
-        almost no memory and keeps half-precision runs close to float32.
+        almost no memory and keeps half-precision runs close to float32. They are never
+        converted, so their values stay exactly the stored ones.
         """
-        self.to(dtype=dtype)
         for module in self.modules():
             if isinstance(module, EqualLinear):
-                module.float()
+                module._apply(lambda t: t.float(), recurse=False)  # a no-op for float32
+            elif module is not self:
+                module._apply(lambda t: t.to(dtype) if t.is_floating_point() else t, recurse=False)
+        self.modulation_stack.restack()
+        self.weight_cache.clear()
         return self
+
+    def prepared(self) -> PreparedWeights:
+        """Tensors derived from the weights for the current dtype, cached (:mod:`gpen_core.arch.prepared`)."""
+        return self.weight_cache.get(self, self.modulation_stack)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -166,7 +154,8 @@ class GPEN(nn.Module):
         return self.generator.input.input.device
 
     # ------------------------------------------------------------------ encoder
-    def encode_stage(self, index: int, x: torch.Tensor, *, pad: bool = True) -> torch.Tensor:
+    def encode_stage(self, index: int, x: torch.Tensor, *, pad: bool = True,
+                     prepared: PreparedWeights | None = None) -> torch.Tensor:
         """Encoder stage ``index``.
 
         Args:
@@ -174,31 +163,25 @@ class GPEN(nn.Module):
             x: stage 0: the image ``(B, 3, S, S)``; else the previous stage's output.
             pad: zero padding as officially; False computes only the outputs whose receptive
                 field lies inside ``x`` (``(h - 4) // 2`` rows from ``h``), for crops.
+            prepared: :meth:`prepared`, when the caller has it at hand.
 
         Returns:
             ``(B, C_r, r, r)`` with ``r = S / 2**index``: ``leaky_relu(conv + b)``, i.e. the
             official feature divided by ``sqrt(2)``.
         """
-        layer = getattr(self, f"ecd{index}")[0]
-        if index == 0:
-            conv, bias = layer[0], layer[1]
-            weight = conv.weight * conv.scale
-            stride = 1
-        else:
-            blur, conv, bias = layer[0], layer[1], layer[2]
-            weight = conv.weight * (conv.scale * ACTIVATION_GAIN)
-            x = depthwise_fir(x, blur.kernel, padding=2 if pad else 0)
-            stride = 2
-        weight = weight.to(x.dtype).contiguous(memory_format=torch.channels_last)
-        out = F.conv2d(x, weight, bias.bias.to(x.dtype), stride=stride)  # bias fused into the conv
+        stage = (prepared or self.prepared()).encoder[index]
+        if stage.blur_taps is not None:
+            x = depthwise_fir(x, stage.blur_taps, padding=2 if pad else 0)
+        out = F.conv2d(x, stage.weight, stage.bias, stride=stage.stride)  # bias fused into the conv
         return F.leaky_relu_(out, NEGATIVE_SLOPE)
 
     def encode(self, image: torch.Tensor) -> list[torch.Tensor]:
         """All encoder features, ``[f_S, f_S/2, ..., f_4]`` (see :meth:`encode_stage`)."""
+        prepared = self.prepared()
         features = []
         x = image
         for i in range(self.num_stages):
-            x = self.encode_stage(i, x)
+            x = self.encode_stage(i, x, prepared=prepared)
             features.append(x)
         return features
 
@@ -213,103 +196,13 @@ class GPEN(nn.Module):
 
     # ------------------------------------------------------------------ latent
     def latent(self, f4: torch.Tensor) -> torch.Tensor:
-        """``w (B, style_dim)`` float32 from the 4x4 feature ``(B, C_4, 4, 4)``."""
-        flat = f4.float().reshape(f4.shape[0], -1) * ACTIVATION_GAIN
-        return self.generator.style(self.final_linear(flat))
+        """``w (B, style_dim)`` float32 from the 4x4 feature ``(B, C_4, 4, 4)`` (which lacks the gain)."""
+        flat = f4.float().reshape(f4.shape[0], -1)
+        return self.generator.style(self.final_linear[0](flat, input_gain=ACTIVATION_GAIN))
 
     def decoder_styles(self, w: torch.Tensor) -> DecoderStyles:
         """Modulation scales of every decoder layer for the latent ``w (B, style_dim)``."""
-        g = self.generator
-        gain = ACTIVATION_GAIN  # every decoder input but the constant lacks the activation gain
-        levels = [
-            LevelStyles(
-                up=g.convs[2 * j].conv.scales(w, gain),
-                conv=g.convs[2 * j + 1].conv.scales(w, gain),
-                rgb=g.to_rgbs[j].conv.scales(w, gain),
-            )
-            for j in range(self.num_levels)
-        ]
-        return DecoderStyles(g.conv1.conv.scales(w, 1.0), g.to_rgb1.conv.scales(w, gain), levels)
-
-    # ------------------------------------------------------------------ decoder
-    @staticmethod
-    def _noise_half(layer: StyledConv, feature: torch.Tensor, *, overwrite: bool = False) -> torch.Tensor:
-        """Second half of a styled conv's output: ``leaky_relu(noise_w * sqrt2 * feature + b[C:])``."""
-        c = feature.shape[1]
-        bias = layer.activate.bias[c:].to(feature.dtype).view(1, -1, 1, 1)
-        scale = (layer.noise.weight * ACTIVATION_GAIN).to(feature.dtype)
-        out = feature if overwrite else None  # at the feature's last use, reuse its memory
-        return F.leaky_relu_(torch.addcmul(bias, feature, scale, out=out), NEGATIVE_SLOPE)  # one pass: b + w * f
-
-    @staticmethod
-    def _styled_conv(
-        layer: StyledConv, parts: list[torch.Tensor], feature: torch.Tensor, scales: Scales,
-        *, last_use: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Official ``StyledConv`` with ``isconcat``: ``leaky_relu(cat(conv(x), noise) + b)``.
-
-        Args:
-            parts: the input as channel groups, emptied (see :func:`modulated_conv2d`).
-            feature: encoder feature ``(B, C_out, r, r)`` (the official "noise").
-            last_use: ``feature`` is not needed afterwards: its memory holds the noise half.
-
-        Returns:
-            The two halves of the official ``(B, 2 C_out, r, r)`` output, never concatenated.
-        """
-        conv = layer.conv
-        c = conv.weight.shape[1]
-        y = modulated_conv2d(
-            parts, conv.weight, scales[0], scales[1], upsample=conv.upsample,
-            blur_kernel=conv.blur.kernel if conv.upsample else None, bias=layer.activate.bias[:c],
-        )
-        if y.shape[-2:] != feature.shape[-2:]:
-            raise ValueError(f"decoder features {tuple(y.shape)} and encoder feature {tuple(feature.shape)} differ")
-        return F.leaky_relu_(y, NEGATIVE_SLOPE), GPEN._noise_half(layer, feature, overwrite=last_use)
-
-    @staticmethod
-    def _to_rgb(
-        layer: ToRGB, a: torch.Tensor, b: torch.Tensor, scales: Scales, skip: torch.Tensor | None
-    ) -> torch.Tensor:
-        """RGB of one level, float32 ``(B, 3, r, r)``, plus the upsampled ``skip`` when given."""
-        rgb = modulated_conv2d([a, b], layer.conv.weight, scales[0], scales[1], bias=layer.bias.view(3)).float()
-        if skip is not None:
-            rgb.add_(upsample_fir(skip, layer.upsample.kernel.float()))
-        return rgb
-
-    def decode_start(self, f4: torch.Tensor, styles: DecoderStyles) -> DecoderState:
-        """Level 0 (4x4): constant input, ``conv1`` with the encoder feature ``f4``, ``to_rgb1``."""
-        g = self.generator
-        const = g.input.input.to(f4.dtype).expand(f4.shape[0], -1, -1, -1).contiguous(memory_format=torch.channels_last)
-        a, b = self._styled_conv(g.conv1, [const], f4, styles.start_conv)
-        return DecoderState(a, b, self._to_rgb(g.to_rgb1, a, b, styles.start_rgb, None))
-
-    def decode_level(
-        self, level: int, state: DecoderState, feature: torch.Tensor, styles: DecoderStyles,
-        *, consume_feature: bool = False,
-    ) -> DecoderState:
-        """Decoder level ``level`` (1 .. ``num_levels``), output resolution ``r = 4 * 2**level``.
-
-        Args:
-            state: the previous level's output (resolution ``r / 2``); released here, so
-                its tensors are freed as soon as they have been used.
-            feature: encoder feature ``(B, C_r, r, r)``.
-            styles: from :meth:`decoder_styles`.
-            consume_feature: the caller will not use ``feature`` again (it is overwritten).
-
-        Returns:
-            This level's :class:`DecoderState`.
-        """
-        g = self.generator
-        s = styles.levels[level - 1]
-        up, conv = g.convs[2 * level - 2], g.convs[2 * level - 1]
-        skip = state.rgb
-        # No local names for the upsampling conv's output: the 3x3 conv frees each half
-        # as soon as it has used it.
-        # The feature's memory is reused at its last use, unless autograd may need it.
-        last_use = consume_feature and not torch.is_grad_enabled()
-        a, b = self._styled_conv(conv, list(self._styled_conv(up, state.release(), feature, s.up)), feature, s.conv,
-                                 last_use=last_use)
-        return DecoderState(a, b, self._to_rgb(g.to_rgbs[level - 1], a, b, s.rgb, skip))
+        return decoder_styles(self.modulation_stack, self.prepared().styles, w)
 
     # ------------------------------------------------------------------ whole forward
     def forward(
@@ -341,34 +234,44 @@ class GPEN(nn.Module):
             progress: ``progress(done, total)`` after each tile (may raise to interrupt).
         """
         if tile_size is not None or recompute:
-            from .tiled import TiledRun, effective_tile
-
             x = self.prepare_input(image, channels_last=False)
             return TiledRun(self, x, effective_tile(tile_size, self.config.size), overlap, recompute, progress).run()
         if overlap is not None:
             raise ValueError("overlap only applies to a tiled forward; give tile_size too")
+        prepared = self.prepared()
         x = self.prepare_input(image)
         features = self.encode(x)
         del x
         styles = self.decoder_styles(self.latent(features[-1]))
-        state = self.decode_start(features.pop(), styles)
+        state = decode_start(prepared.const, prepared.start_conv, prepared.start_rgb, features.pop(), styles)
         use_checkpoint = grad_checkpoint and torch.is_grad_enabled()
         for level in range(1, self.num_levels + 1):
+            r = 4 * 2**level
+            feature = Crop(features.pop(), Region.whole(r))
             if use_checkpoint:
-                state = self._checkpointed_level(level, state, features.pop(), styles)
+                state = self._checkpointed_level(prepared, level, state, feature, styles)
             else:
-                state = self.decode_level(level, state, features.pop(), styles, consume_feature=True)
-        return state.rgb
+                state = decode_level(prepared.levels[level - 1], styles.levels[level - 1], state, feature,
+                                     LevelRegions.whole(r), r, consume_feature=True)
+            del feature
+        return state.rgb.tensor
 
     def _checkpointed_level(
-        self, level: int, state: DecoderState, feature: torch.Tensor, styles: DecoderStyles
+        self, prepared: PreparedWeights, level: int, state: DecoderState, feature: Crop, styles: DecoderStyles
     ) -> DecoderState:
-        """:meth:`decode_level` under non-reentrant activation checkpointing."""
+        """:func:`~gpen_core.arch.levels.decode_level` (whole) under non-reentrant activation checkpointing."""
         from torch.utils.checkpoint import checkpoint
 
-        def run(a: torch.Tensor, b: torch.Tensor, rgb: torch.Tensor, f: torch.Tensor):
-            out = self.decode_level(level, DecoderState(a, b, rgb), f, styles)
-            return out.a, out.b, out.rgb
+        r = 4 * 2**level
+        whole, half = Region.whole(r), Region.whole(r // 2)
+
+        def run(a: torch.Tensor, b: torch.Tensor, rgb: torch.Tensor, f: torch.Tensor) -> Any:
+            out = decode_level(prepared.levels[level - 1], styles.levels[level - 1],
+                               DecoderState(Crop(a, half), Crop(b, half), Crop(rgb, half)), Crop(f, whole),
+                               LevelRegions.whole(r), r)
+            assert out.a is not None and out.b is not None
+            return out.a.tensor, out.b.tensor, out.rgb.tensor
 
         a, b = state.release()
-        return DecoderState(*checkpoint(run, a, b, state.rgb, feature, use_reentrant=False))
+        out = checkpoint(run, a.tensor, b.tensor, state.rgb.tensor, feature.tensor, use_reentrant=False)
+        return DecoderState(Crop(out[0], whole), Crop(out[1], whole), Crop(out[2], whole))

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ops import ACTIVATION_GAIN, NEGATIVE_SLOPE, modulation_scales
+from .ops import ACTIVATION_GAIN, NEGATIVE_SLOPE
 
 
 def fir_kernel(upsample_factor: int = 1) -> torch.Tensor:
@@ -26,6 +26,8 @@ def fir_kernel(upsample_factor: int = 1) -> torch.Tensor:
 
 class FIRKernel(nn.Module):
     """Holds a ``(4, 4)`` blur kernel buffer named ``kernel`` (official ``Blur``/``Upsample``)."""
+
+    kernel: torch.Tensor
 
     def __init__(self, upsample_factor: int = 1) -> None:
         super().__init__()
@@ -66,20 +68,24 @@ class EqualLinear(nn.Module):
         self.lr_mul = lr_mul
         self.activation = activation
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float()
-        out = F.linear(x, self.weight.float() * self.scale)
-        out = out + self.bias.float() * self.lr_mul
-        if self.activation:
-            out = F.leaky_relu(out, NEGATIVE_SLOPE) * ACTIVATION_GAIN
-        return out
+    def forward(self, x: torch.Tensor, *, input_gain: float = 1.0) -> torch.Tensor:
+        """``(B, in_dim)`` -> ``(B, out_dim)`` float32; ``input_gain`` multiplies ``x`` (folded into the matmul).
+
+        One ``addmm`` (scales as its alpha and beta, so the stored weight is used as is) and,
+        with the activation, one in-place leaky ReLU whose gain is folded into both scales
+        (``sqrt2 * leaky(z) = leaky(sqrt2 * z)``).
+        """
+        gain = ACTIVATION_GAIN if self.activation else 1.0
+        out = torch.addmm(self.bias.float(), x.float(), self.weight.float().t(),
+                          beta=self.lr_mul * gain, alpha=self.scale * input_gain * gain)
+        return F.leaky_relu_(out, NEGATIVE_SLOPE) if self.activation else out
 
 
 class PixelNorm(nn.Module):
     """Official ``PixelNorm``: ``x * rsqrt(mean(x^2, dim=1) + 1e-8)``, shape ``(B, D)``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.rsqrt(torch.mean(x * x, dim=1, keepdim=True) + 1e-8)
+        return F.rms_norm(x, (x.shape[1],), eps=1e-8)
 
 
 def _weight_storage(c_out: int, c_in: int, k: int, *, transposed: bool) -> torch.Tensor:
@@ -110,24 +116,21 @@ class ModulatedConv(nn.Module):
             self.blur = FIRKernel(upsample_factor=2)
         self.modulation = EqualLinear(style_dim, c_in, bias_init=1.0)
 
-    def squared_norms(self) -> torch.Tensor | None:
-        """``(C_out, C_in)`` float32 sums of ``W^2`` over the taps (for demodulation), or None.
+    def blur_kernel(self) -> torch.Tensor:
+        """The ``(4, 4)`` upsampling blur kernel (upsampling layers only)."""
+        return self.blur.kernel
 
-        Computed once per forward (all tiles share it), as a dot product over the taps of
-        the weight viewed in its storage order (see :func:`_weight_storage`): ~10x faster
-        than reducing over the strided tap axes.
+    def squared_norms(self) -> torch.Tensor:
+        """``(C_out, C_in)`` float32 sums of ``W^2`` over the taps (for demodulation).
+
+        A dot product over the taps of the weight viewed in its storage order (see
+        :func:`_weight_storage`): ~10x faster than reducing over the strided tap axes.
         """
-        if not self.demodulate:
-            return None
         w = self.weight[0]
         first, last = (1, 0) if self.upsample else (0, 1)  # storage: (first, kh, kw, last)
         taps = w.permute(first, 2, 3, last).reshape(w.shape[first], -1, w.shape[last]).float()
         norms = torch.linalg.vecdot(taps, taps, dim=1)
         return norms.t() if self.upsample else norms
-
-    def scales(self, w: torch.Tensor, input_gain: float) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Input and output scales for the latent ``w (B, style_dim)``; see :func:`modulation_scales`."""
-        return modulation_scales(self.squared_norms(), self.fan_in, self.modulation(w), input_gain)
 
 
 class StyledConv(nn.Module):
@@ -151,6 +154,10 @@ class ToRGB(nn.Module):
         self.conv = ModulatedConv(c_in, 3, 1, style_dim, demodulate=False, upsample=False)
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
 
+    def skip_kernel(self) -> torch.Tensor | None:
+        """The ``(4, 4)`` kernel upsampling the RGB skip, or None (``to_rgb1``, no skip)."""
+        return self.upsample.kernel if hasattr(self, "upsample") else None
+
 
 class ConstantInput(nn.Module):
     """Official ``ConstantInput``: ``input`` of shape ``(1, C, 4, 4)``."""
@@ -161,11 +168,15 @@ class ConstantInput(nn.Module):
 
 
 class EqualConvWeight(nn.Module):
-    """Official ``EqualConv2d`` without bias: ``weight (C_out, C_in, k, k)``, used at ``1 / sqrt(fan_in)``."""
+    """Official ``EqualConv2d`` without bias: ``weight (C_out, C_in, k, k)``, used at ``1 / sqrt(fan_in)``.
+
+    Stored channels-last, the layout the convolutions use, so the stored weight is used as is.
+    """
 
     def __init__(self, c_in: int, c_out: int, kernel_size: int) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.zeros(c_out, c_in, kernel_size, kernel_size))
+        weight = torch.zeros(c_out, c_in, kernel_size, kernel_size).contiguous(memory_format=torch.channels_last)
+        self.weight = nn.Parameter(weight)
         self.scale = 1.0 / math.sqrt(c_in * kernel_size * kernel_size)
 
 

@@ -34,17 +34,9 @@ class Interval:
     def clip(self, other: Interval) -> Interval:
         return Interval(max(self.lo, other.lo), min(self.hi, other.hi))
 
-    def contains(self, other: Interval) -> bool:
-        return self.lo <= other.lo and other.hi <= self.hi
-
 
 def _ceil_half(v: int) -> int:
     return -((-v) // 2)
-
-
-def same_conv3_needs(out: Interval) -> Interval:
-    """3x3 convolution, padding 1."""
-    return out.grow(1)
 
 
 def modulated_upsample_needs(out: Interval) -> Interval:
@@ -84,9 +76,6 @@ class Region:
 
     def clip(self, other: Region) -> Region:
         return Region(self.rows.clip(other.rows), self.cols.clip(other.cols))
-
-    def contains(self, other: Region) -> bool:
-        return self.rows.contains(other.rows) and self.cols.contains(other.cols)
 
     def scaled(self, factor_num: int, factor_den: int) -> Region:
         """The footprint at another resolution: ``[floor(lo*n/d), ceil(hi*n/d))``."""

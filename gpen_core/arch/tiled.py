@@ -1,5 +1,3 @@
-# mypy: disable-error-code="union-attr, operator, arg-type, index, assignment, attr-defined, misc"
-# TODO(arch): type the layer access (nn.ModuleList items) and the Crop/Tensor names; then drop this line.
 """Tiled GPEN forward: tiles inside the network, layer by layer, with exact halos.
 
 The latent comes from a fully connected layer over the whole 4x4 encoder map, so the
@@ -22,12 +20,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 
-from .generator import GPEN, DecoderState, DecoderStyles
-from .ops import NEGATIVE_SLOPE, modulated_conv2d, upsample_fir
+from .levels import DecoderState, LevelRegions, decode_level, decode_start
 from .regions import (
     Crop,
     Interval,
@@ -37,6 +34,10 @@ from .regions import (
     rgb_upsample_needs,
     zero_outside,
 )
+from .styles import DecoderStyles
+
+if TYPE_CHECKING:
+    from .generator import GPEN
 
 Progress = Callable[[int, int], None]
 MIN_TILE = 16
@@ -44,21 +45,22 @@ MIN_TILE = 16
 
 @dataclass
 class TileRegions:
-    """Where one output tile needs values, per decoder resolution ``r`` (tiled levels only).
+    """Where one output tile needs values, per tiled decoder resolution ``r``.
 
     Attributes:
         out: the tile's output region at the model size (blend band included).
-        h: where the level's features ``(a, b)`` are computed.
-        u: where its upsampling conv output is computed (``h`` grown by 1 for the 3x3 conv).
-        rgb: where its RGB is computed.
+        levels: ``r -> LevelRegions``: ``u`` is ``h`` grown by 1 (a "valid" 3x3 conv),
+            ``up_src`` / ``skip_src`` are what the level reads from the level below.
 
-    The encoder feature of level ``r`` is needed over ``u[r]`` (both styled convs read it).
+    The encoder feature of level ``r`` is needed over ``levels[r].u`` (both styled convs read it).
     """
 
     out: Region
-    h: dict[int, Region]
-    u: dict[int, Region]
-    rgb: dict[int, Region]
+    levels: dict[int, LevelRegions]
+
+    def feature_needs(self) -> dict[int, Region]:
+        """The encoder feature region each tiled level reads."""
+        return {r: level.u for r, level in self.levels.items()}
 
 
 def effective_tile(tile_size: int | None, size: int) -> int:
@@ -76,18 +78,20 @@ def whole_levels_below(tile_size: int, size: int) -> int:
 
 def plan_tile(out: Region, size: int, r0: int, overlap: int | None) -> TileRegions:
     """Regions of one output tile, top-down from the output to the first tiled level ``2 * r0``."""
-    h, u, rgb = {size: out}, {}, {size: out}
+    levels: dict[int, LevelRegions] = {}
+    h, rgb = out, out
     r = size
     while r > r0:
-        u[r] = h[r].grow(1)
-        rgb_below = rgb[r].map(rgb_upsample_needs)
-        h_below = u[r].map(modulated_upsample_needs).hull(rgb_below)
+        u = h.grow(1)
+        up_src, skip_src = u.map(modulated_upsample_needs), rgb.map(rgb_upsample_needs)
+        levels[r] = LevelRegions(up_src, u, h, rgb, skip_src)
+        h_below, rgb_below = up_src.hull(skip_src), skip_src
         if overlap is not None:
             allowed = out.scaled(r // 2, size).grow(overlap)
             h_below, rgb_below = h_below.clip(allowed), rgb_below.clip(allowed)
-        h[r // 2], rgb[r // 2] = h_below, rgb_below
+        h, rgb = h_below, rgb_below
         r //= 2
-    return TileRegions(out, h, u, rgb)
+    return TileRegions(out, levels)
 
 
 def tile_grid(size: int, tile: int) -> list[Interval]:
@@ -138,12 +142,13 @@ class TiledRun:
         self.r0 = whole_levels_below(self.tile, self.size)
         self.overlap, self.recompute, self.progress = overlap, recompute, progress
         self.level_of = {4 * 2**j: j for j in range(model.num_levels + 1)}
+        self.prepared = model.prepared()
 
     # ---------------------------------------------------------------- encoder on crops
     def _stage_index(self, r: int) -> int:
         return int(math.log2(self.size // r))
 
-    def encode_crops(self, needs: dict[int, Region], source: Crop | None = None) -> dict[int, Crop]:
+    def encode_crops(self, needs: dict[int, Region]) -> dict[int, Crop]:
         """Encoder features over ``needs[r]`` for every ``r`` in ``needs``, from the image.
 
         The regions of the stages in between are grown to what the next stage reads.
@@ -156,31 +161,30 @@ class TiledRun:
         while r <= self.size:
             own = needs.get(r)
             below = need.map(encoder_downsample_needs) if need is not None else None
-            need = own if below is None else (below if own is None else own.hull(below))
-            regions[r] = need
+            region = own if below is None else (below if own is None else own.hull(below))
+            assert region is not None  # the lowest level is in needs
+            regions[r] = need = region
             r *= 2
-        image = source or Crop(self.image, Region.whole(self.size))
         crops: dict[int, Crop] = {}
-        x = None
+        x = Crop(self.image, Region.whole(self.size))
         r = self.size
         while r >= lowest:
             index = self._stage_index(r)
             if index == 0:
-                inp = image.take(regions[r]).contiguous(memory_format=torch.channels_last)
+                inp = x.take(regions[r]).contiguous(memory_format=torch.channels_last)
             else:
                 inp = x.take(regions[r].map(encoder_downsample_needs))
-            out = self.model.encode_stage(index, inp, pad=False)
+            out = self.model.encode_stage(index, inp, pad=False, prepared=self.prepared)
             x = Crop(zero_outside(out, regions[r], r), regions[r])
             if r in needs:
                 crops[r] = x
             r //= 2
         # Copies trimmed to what is needed, so the larger stage outputs can be freed.
-        return {
-            r: c
-            if c.region == needs[r]
-            else Crop(c.take(needs[r]).contiguous(memory_format=torch.channels_last), needs[r])
-            for r, c in crops.items()
-        }
+        trimmed = {}
+        for r, c in crops.items():
+            keep = c.region == needs[r]
+            trimmed[r] = c if keep else Crop(c.take(needs[r]).contiguous(memory_format=torch.channels_last), needs[r])
+        return trimmed
 
     def encode_whole_levels(self) -> dict[int, torch.Tensor]:
         """Encoder features at resolutions ``<= r0`` (whole), the only ones kept with recompute."""
@@ -192,83 +196,50 @@ class TiledRun:
                 features[r] = f
             return features
         step = max(1, (self.tile * r0) // self.size)
-        f_r0 = None
+        shape = (self.image.shape[0], self.model.config.channels(r0), r0, r0)
+        f_r0 = self.image.new_empty(shape).contiguous(memory_format=torch.channels_last)
         for rows in tile_grid(r0, step):
             for cols in tile_grid(r0, step):
                 crop = self.encode_crops({r0: Region(rows, cols)})[r0].tensor
-                if f_r0 is None:
-                    f_r0 = crop.new_empty((crop.shape[0], crop.shape[1], r0, r0)).contiguous(
-                        memory_format=torch.channels_last
-                    )
                 f_r0[:, :, rows.lo : rows.hi, cols.lo : cols.hi] = crop
         features[r0] = f_r0
         x = f_r0
         r = r0 // 2
         while r >= 4:
-            x = self.model.encode_stage(self._stage_index(r), x)
+            x = self.model.encode_stage(self._stage_index(r), x, prepared=self.prepared)
             features[r] = x
             r //= 2
         return features
 
     # ---------------------------------------------------------------- decoder on crops
-    def _decode_tile(
-        self, plan: TileRegions, state: tuple[Crop, Crop, Crop], enc: dict[int, Crop], styles: DecoderStyles
-    ) -> torch.Tensor:
-        model, g = self.model, self.model.generator
-        a_prev, b_prev, rgb_prev = state
+    def _decode_tile(self, plan: TileRegions, state: DecoderState, enc: dict[int, Crop],
+                     styles: DecoderStyles) -> torch.Tensor:
         r = 2 * self.r0
         while r <= self.size:
             level = self.level_of[r]
-            s = styles.levels[level - 1]
-            up, conv, to_rgb = g.convs[2 * level - 2], g.convs[2 * level - 1], g.to_rgbs[level - 1]
-            u, h, rgb_region = plan.u[r], plan.h[r], plan.rgb[r]
-            feature = enc.pop(r) if self.recompute else enc[r]  # recomputed crops: free after their level
-            # Upsampling conv over u: transposed conv + blur computed with padding, then cropped.
-            src = u.map(modulated_upsample_needs)
-            c = up.conv.weight.shape[1]
-            y = modulated_conv2d(
-                [a_prev.take(src), b_prev.take(src)], up.conv.weight, s.up[0], s.up[1],
-                upsample=True, blur_kernel=up.conv.blur.kernel, bias=up.activate.bias[:c],
-            )
-            a_prev = b_prev = None  # the level below is no longer needed
-            y = Crop(y, Region(Interval(2 * src.rows.lo, 2 * src.rows.hi), Interval(2 * src.cols.lo, 2 * src.cols.hi)))
-            a = zero_outside(
-                F.leaky_relu_(y.take(u).contiguous(memory_format=torch.channels_last), NEGATIVE_SLOPE), u, r
-            )
-            del y
-            b = zero_outside(model._noise_half(up, feature.take(u)), u, r)
-            # 3x3 conv over h, "valid" on u = h grown by 1.
-            y = modulated_conv2d([a, b], conv.conv.weight, s.conv[0], s.conv[1], pad=False, bias=conv.activate.bias[:c])
-            del a, b
-            a = Crop(zero_outside(F.leaky_relu_(y, NEGATIVE_SLOPE), h, r), h)
-            b = Crop(zero_outside(model._noise_half(conv, feature.take(h)), h, r), h)
-            # RGB over rgb_region (inside h) plus the upsampled skip.
-            rgb = modulated_conv2d([a.take(rgb_region), b.take(rgb_region)], to_rgb.conv.weight, s.rgb[0], s.rgb[1],
-                                   bias=to_rgb.bias.view(3)).float()
-            skip_src = rgb_region.map(rgb_upsample_needs)
-            skip = upsample_fir(rgb_prev.take(skip_src), to_rgb.upsample.kernel.float())
-            skip = Crop(skip, Region(Interval(2 * skip_src.rows.lo, 2 * skip_src.rows.hi),
-                                     Interval(2 * skip_src.cols.lo, 2 * skip_src.cols.hi)))
-            rgb.add_(skip.take(rgb_region))
-            zero_outside(rgb, rgb_region, r)  # the next upsampling pads the image with zeros
-            a_prev, b_prev, rgb_prev = a, b, Crop(rgb, rgb_region)
+            # Recomputed crops belong to this tile: free (and overwrite) each at its level.
+            feature = enc.pop(r) if self.recompute else enc[r]
+            state = decode_level(self.prepared.levels[level - 1], styles.levels[level - 1], state, feature,
+                                 plan.levels[r], r, consume_feature=self.recompute)
+            del feature
             r *= 2
-        return rgb_prev.tensor
+        return state.rgb.tensor
 
     # ---------------------------------------------------------------- driver
     def run(self) -> torch.Tensor:
         """``(B, 3, S, S)`` float32, the generator output."""
-        model = self.model
+        model, prepared = self.model, self.prepared
         features = self.encode_whole_levels()
         styles = model.decoder_styles(model.latent(features[4]))
-        state: DecoderState = model.decode_start(features.pop(4), styles)
+        state = decode_start(prepared.const, prepared.start_conv, prepared.start_rgb, features.pop(4), styles)
         r = 8
         while r <= self.r0:
-            state = model.decode_level(self.level_of[r], state, features.pop(r), styles, consume_feature=True)
+            level = self.level_of[r]
+            state = decode_level(prepared.levels[level - 1], styles.levels[level - 1], state,
+                                 Crop(features.pop(r), Region.whole(r)), LevelRegions.whole(r), r, consume_feature=True)
             r *= 2
-        whole = Region.whole(self.r0)
         a0, b0 = state.release()
-        low = (Crop(a0, whole), Crop(b0, whole), Crop(state.rgb, whole))
+        low = (a0, b0, state.rgb)
         if not self.recompute:
             full = {r: Crop(f, Region.whole(r)) for r, f in features.items()}
         features.clear()
@@ -283,8 +254,8 @@ class TiledRun:
                 core = Region(rows, cols)
                 region = core.grow(blend).clip(Region.whole(self.size))
                 plan = plan_tile(region, self.size, self.r0, self.overlap)
-                enc = self.encode_crops(dict(plan.u)) if self.recompute else full
-                tile = self._decode_tile(plan, low, enc, styles)
+                enc = self.encode_crops(plan.feature_needs()) if self.recompute else full
+                tile = self._decode_tile(plan, DecoderState(*low), enc, styles)
                 del enc
                 view = out[:, :, region.rows.lo : region.rows.hi, region.cols.lo : region.cols.hi]
                 if weight_sum is None:
