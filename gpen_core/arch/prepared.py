@@ -18,6 +18,7 @@ differentiably, on every call.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -113,6 +114,17 @@ def prepare(model: GPEN, stack: ModulationStack) -> PreparedWeights:
                            _styled(g.conv1, dtype), _rgb(g.to_rgb1, dtype), levels)
 
 
+def _tensors(value: object) -> list[torch.Tensor]:
+    """Every tensor held by a (nested) prepared-weights dataclass."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [t for f in dataclasses.fields(value) for t in _tensors(getattr(value, f.name))]
+    return []
+
+
 def _version(t: torch.Tensor) -> int:
     return -1 if torch.is_inference(t) else t._version
 
@@ -136,6 +148,18 @@ class WeightCache:
     def clear(self) -> None:
         """Forget the prepared tensors (they are rebuilt on the next forward)."""
         self._key = self._value = None
+
+    def nbytes(self, model: nn.Module) -> int:
+        """Bytes the prepared tensors hold beyond the model's own parameters and buffers."""
+        if self._value is None:
+            return 0
+        own = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}
+        seen: dict[int, int] = {}
+        for t in _tensors(self._value):
+            storage = t.untyped_storage()
+            if storage.data_ptr() not in own:
+                seen[storage.data_ptr()] = storage.nbytes()
+        return sum(seen.values())
 
     def get(self, model: GPEN, stack: ModulationStack) -> PreparedWeights:
         """The prepared tensors for the current weights, rebuilt only when they changed."""

@@ -1,11 +1,13 @@
 """Benchmark: time, peak memory and error per size, precision and strategy, with seeded weights.
 
 Rows are precision x strategy (plain, tiled, recompute, tiled + recompute, and a
-checkpointed forward+backward); columns are peak activation memory, peak with weights,
-time and the max abs error against the fp32 plain output. CUDA peaks come from
-``torch.cuda.max_memory_allocated``; CPU peaks count live tensors
-(:class:`gpen_core.runtime.memory.LiveTensorPeak`). Times are the best of ``repeat`` runs, taken
-without the memory counter.
+checkpointed forward+backward); columns are peak activation memory, peak with weights
+(parameters, buffers and the tensors derived from them, :mod:`gpen_core.arch.prepared`),
+time, the non-view ATen operators of one forward (:class:`gpen_core.tools.opcount.OpCounter`,
+after a warm-up call: on a GPU each is a kernel launch), and the max and mean abs error
+against the fp32 plain output. CUDA peaks come from ``torch.cuda.max_memory_allocated``;
+CPU peaks count live tensors (:class:`gpen_core.runtime.memory.LiveTensorPeak`). Times are
+the best of ``repeat`` runs, taken without the memory or operator counter.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from ..arch.seeded import seeded_input, seeded_state_dict
 from ..loading import build_model
 from ..runtime.memory import MiB, peak_memory
 from ..runtime.precision import DTYPES, resolve_device
+from .opcount import count_ops
 
 OFFICIAL_CONFIGS = {256: (1, 0.5), 512: (2, 1), 1024: (2, 1), 2048: (2, 1)}
 """(channel_multiplier, narrow) of the official releases; other sizes get a small test layout."""
@@ -45,6 +48,9 @@ class Row:
     weight_bytes: int
     seconds: float
     max_error: float | None
+    ops: int | None = None
+    """Non-view ATen operators of one forward (inference mode, after a warm-up call)."""
+    mean_error: float | None = None
 
 
 def best_time(fn: Callable[[], object], repeat: int, device: torch.device) -> float:
@@ -61,7 +67,9 @@ def best_time(fn: Callable[[], object], repeat: int, device: torch.device) -> fl
 
 
 def weight_bytes(model: torch.nn.Module) -> int:
-    return sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
+    """Parameters and buffers, plus what a :class:`GPEN` derived from them and keeps (its weight cache)."""
+    stored = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
+    return stored + (model.weight_cache.nbytes(model) if isinstance(model, GPEN) else 0)
 
 
 OVERLAPS = (0, 2)
@@ -100,10 +108,12 @@ def bench_size(size: int, precisions: list[str], tile_size: int, device: torch.d
             with torch.inference_mode():
                 seconds = best_time(forward, repeat, device)
                 out, peak = peak_memory(forward, device)
+                _, counter = count_ops(forward)
             if reference is None:
                 reference = out.float()
-            error = float((out.float() - reference).abs().max())
-            rows.append(Row(size, precision, name, peak, weight_bytes(model), seconds, error))
+            diff = (out.float() - reference).abs()
+            rows.append(Row(size, precision, name, peak, weight_bytes(model), seconds, float(diff.max()),
+                            counter.count, float(diff.mean())))
             log(format_row(rows[-1]))
         if backward:
             rows += bench_backward(model, x, precision, device, repeat, log)
@@ -143,13 +153,16 @@ def bench_backward(model: GPEN, x: torch.Tensor, precision: str, device: torch.d
     return rows
 
 
-HEADER = f"{'size':>5} {'prec':>5} {'strategy':<24} {'peak MiB':>9} {'+weights':>9} {'time s':>8} {'max err':>9}"
+HEADER = (f"{'size':>5} {'prec':>5} {'strategy':<24} {'peak MiB':>9} {'+weights':>9} {'time s':>8} {'ops':>5} "
+          f"{'max err':>9} {'mean err':>9}")
 
 
 def format_row(row: Row) -> str:
     err = "" if row.max_error is None else f"{row.max_error:9.2e}"
+    mean = "" if row.mean_error is None else f"{row.mean_error:9.2e}"
+    ops = "" if row.ops is None else str(row.ops)
     return (f"{row.size:>5} {row.precision:>5} {row.strategy:<24} {row.peak_bytes / MiB:9.1f} "
-            f"{(row.peak_bytes + row.weight_bytes) / MiB:9.1f} {row.seconds:8.2f} {err:>9}")
+            f"{(row.peak_bytes + row.weight_bytes) / MiB:9.1f} {row.seconds:8.2f} {ops:>5} {err:>9} {mean:>9}")
 
 
 def time_official(checkout: str, size: int, device: torch.device, repeat: int) -> tuple[float, float, float]:
@@ -179,7 +192,8 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
     threads = torch.get_num_threads() if device.type == "cpu" else None
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {threads} threads"
     print(f"GPEN benchmark on {device} ({name}), torch {torch.__version__}, seeded weights, batch 1")
-    print("peak = activations (weights and input excluded); max err = max |out - fp32 plain out|")
+    print("peak = activations (weights and input excluded); ops = non-view ATen operators per forward; "
+          "max/mean err = max/mean |out - fp32 plain out|")
     print(HEADER)
     rows: list[Row] = []
     for size in args.sizes:
