@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from gpen_core.face.detection import mtcnn_pipeline
 from gpen_core.face.detection.api import detect_faces
 from gpen_core.face.detection.detectors import MTCNNDetector, RetinaFaceDetector
 from gpen_core.face.detection.mtcnn import load_mtcnn_nets
@@ -102,3 +103,25 @@ def test_retinaface_reports_and_stops_between_network_stages(backbone: str) -> N
     with count_forwards(net.fpn, net.ClassHead[0]) as runs, pytest.raises(Cancelled):
         detect_faces(detector, image, progress=CancelAfter(net.body.stages + 2))  # after the pyramid
     assert runs == [1, 0]
+
+
+def test_large_scales_run_in_strips_with_a_cancel_point_after_each(
+    mtcnn: MTCNNDetector, solvay: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With strips of 40k pixels, the first scales (797x341, 565x242 ...) run in several strips:
+    more progress steps, a cancel after the first strip, and the same faces."""
+    whole = detect_faces(mtcnn, solvay)
+    monkeypatch.setattr(mtcnn_pipeline, "PNET_STRIP_PIXELS", 40_000)
+    sizes = [mtcnn_pipeline._scaled_size(568, 1328, s) for s in pyramid_scales(568, 1328, 20.0, mtcnn.pyramid_factor)]
+    strips = [mtcnn_pipeline.pnet_strips(*size) for size in sizes]
+    assert strips[0] >= 5 and strips[-1] == 1
+    progress = CancelAfter()
+    in_strips = detect_faces(mtcnn, solvay, progress=progress)
+    total = sum(strips) + 2
+    assert progress.calls == [(done, total) for done in range(total + 1)]
+    assert len(in_strips) == len(whole) == 29
+    torch.testing.assert_close(in_strips.boxes, whole.boxes, atol=1e-3, rtol=0)
+
+    with count_forwards(mtcnn.nets.pnet) as runs, pytest.raises(Cancelled):
+        detect_faces(mtcnn, solvay, progress=CancelAfter(2))  # after the first strip of the first scale
+    assert runs == [1]

@@ -11,6 +11,7 @@ would misalign its crop list instead).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -26,6 +27,12 @@ PNET_STRIDE = 2
 DEFAULT_STAGE_THRESHOLDS: tuple[float, float, float] = (0.6, 0.7, 0.7)
 DEFAULT_PYRAMID_FACTOR = 0.709
 _CROP_BATCH = 512
+PNET_STRIP_PIXELS = 1 << 20
+"""P-Net runs on a scaled image larger than this (pixels) in row strips of about this size, with
+a cancel point after each strip: the first scales of a large photo take seconds each (8000x6000:
+about 8 s of CPU for the first; a strip about 0.5 s). A strip's float rounding can differ from a
+one-piece forward by an ulp (probabilities within 1e-7); scaled images up to 1 megapixel run in
+one piece."""
 
 
 def _normalise(rgb_0_255: torch.Tensor) -> torch.Tensor:
@@ -103,11 +110,52 @@ def _crop_and_resample(
     return _normalise(torch.cat(crops, dim=0)), valid_mask
 
 
-def _scale_candidates(nets: MTCNNNets, image: torch.Tensor, scale: float, threshold: float) -> torch.Tensor:
+def _scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    return int(height * scale + 1), int(width * scale + 1)
+
+
+def pnet_strip_rows(height: int, width: int) -> int:
+    """P-Net output rows per strip for a (height, width) input (all of them when it is small)."""
+    output_rows = math.ceil((height - 2) / 2) - 4  # 3x3 conv, 2x2 ceil pool, two 3x3 convs
+    if height * width <= PNET_STRIP_PIXELS:
+        return output_rows
+    return max(8, PNET_STRIP_PIXELS // (2 * width))
+
+
+def pnet_strips(height: int, width: int) -> int:
+    """Number of P-Net strips for a (height, width) input."""
+    output_rows = math.ceil((height - 2) / 2) - 4
+    return math.ceil(output_rows / pnet_strip_rows(height, width))
+
+
+def _run_pnet(
+    nets: MTCNNNets, normalised: torch.Tensor, strip_done: Callable[[], None]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """P-Net on (1, 3, H, W) in row strips of :func:`pnet_strip_rows` output rows: output rows
+    [a, b) need input rows [2a, 2b + 10), and the last strip ends at the image's last row as the
+    whole image does. ``strip_done()`` after each strip."""
+    height, width = normalised.shape[2:]
+    output_rows = math.ceil((height - 2) / 2) - 4
+    rows = pnet_strip_rows(height, width)
+    offsets, probabilities = [], []
+    for first in range(0, output_rows, rows):
+        last = min(output_rows, first + rows)
+        strip_offsets, strip_probabilities = nets.pnet(normalised[:, :, 2 * first : 2 * last + 10])
+        offsets.append(strip_offsets)
+        probabilities.append(strip_probabilities)
+        strip_done()
+    if len(offsets) == 1:
+        return offsets[0], probabilities[0]
+    return torch.cat(offsets, dim=2), torch.cat(probabilities, dim=2)
+
+
+def _scale_candidates(
+    nets: MTCNNNets, image: torch.Tensor, scale: float, threshold: float, strip_done: Callable[[], None]
+) -> torch.Tensor:
     """P-Net at one pyramid scale: (K, 9) boxes x1, y1, x2, y2, score, 4 offsets, after NMS 0.5."""
     height, width = image.shape[1:]
-    resized = F.interpolate(image[None], size=(int(height * scale + 1), int(width * scale + 1)), mode="area")
-    offsets, probabilities = nets.pnet(_normalise(resized))
+    resized = F.interpolate(image[None], size=_scaled_size(height, width, scale), mode="area")
+    offsets, probabilities = _run_pnet(nets, _normalise(resized), strip_done)
     face_probability = probabilities[0, 1]
     rows, cols = torch.nonzero(face_probability >= threshold, as_tuple=True)
     scores = face_probability[rows, cols]
@@ -124,16 +172,16 @@ def _propose(
     image: torch.Tensor,
     scales: Sequence[float],
     threshold: float,
-    scale_done: Callable[[int], None],
+    strip_done: Callable[[], None],
 ) -> torch.Tensor:
     """Stage 1: P-Net over the pyramid. Returns (K, 5) squared boxes + score column.
-    ``scale_done(i)`` is called after scale ``i`` (the cancel point between scales)."""
+    ``strip_done()`` is called after each P-Net strip, i.e. at least once per scale (the cancel
+    points)."""
     per_scale: list[torch.Tensor] = []
-    for index, scale in enumerate(scales):
-        candidates = _scale_candidates(nets, image, scale, threshold)
+    for scale in scales:
+        candidates = _scale_candidates(nets, image, scale, threshold, strip_done)
         if candidates.shape[0]:
             per_scale.append(candidates)
-        scale_done(index)
     if not per_scale:
         return image.new_zeros((0, 5))
     candidates = torch.cat(per_scale, dim=0)
@@ -205,9 +253,10 @@ def run_mtcnn(
         min_face_size: smallest face side (px) the pyramid looks for; > 0.
         stage_thresholds: face-probability thresholds of P-Net (``>=``), R-Net and O-Net (``>``).
         pyramid_factor: scale ratio between pyramid levels, in (0, 1).
-        progress: ``progress(done, total)`` with ``total = scales + 2``: called with 0 first,
-            then after each pyramid scale, after R-Net and after O-Net. It may raise to
-            cancel; nothing is left half-done (the exception propagates).
+        progress: ``progress(done, total)`` with ``total`` = P-Net strips (one per pyramid
+            scale, more for scales above :data:`PNET_STRIP_PIXELS`) + 2: called with 0 first,
+            then after each strip, after R-Net and after O-Net. It may raise to cancel; the
+            exception propagates.
 
     Returns:
         ``boxes`` (N, 4) float32 ``[x1, y1, x2, y2]`` px, ``scores`` (N,) O-Net face
@@ -224,24 +273,27 @@ def run_mtcnn(
         raise ValueError(f"stage_thresholds needs 3 values, got {list(stage_thresholds)}")
     height, width = image_rgb_0_255.shape[1:]
     scales = pyramid_scales(height, width, min_face_size, pyramid_factor)
-    total = len(scales) + 2
+    total = sum(pnet_strips(*_scaled_size(height, width, scale)) for scale in scales) + 2
+    done = 0
 
-    def report(done: int) -> None:
+    def report(steps: int = 1) -> None:
+        nonlocal done
+        done += steps
         if progress is not None:
             progress(done, total)
 
     report(0)
-    boxes = _propose(nets, image_rgb_0_255, scales, stage_thresholds[0], lambda index: report(index + 1))
+    boxes = _propose(nets, image_rgb_0_255, scales, stage_thresholds[0], report)
     logger.debug("mtcnn: %d pyramid scales, %d proposals", len(scales), boxes.shape[0])
     if boxes.shape[0] > 0:
         boxes = _refine(nets, image_rgb_0_255, boxes, stage_thresholds[1])
         logger.debug("mtcnn: %d boxes after R-Net", boxes.shape[0])
-    report(total - 1)
+    report()
     if boxes.shape[0] == 0:
         empty = image_rgb_0_255.new_zeros((0, 4))
         final_boxes, scores, points = empty, empty[:, 0], image_rgb_0_255.new_zeros((0, 5, 2))
     else:
         final_boxes, scores, points = _output(nets, image_rgb_0_255, boxes, stage_thresholds[2])
         logger.debug("mtcnn: %d faces after O-Net", final_boxes.shape[0])
-    report(total)
+    report()
     return final_boxes, scores, points
