@@ -6,7 +6,8 @@ Example::
     from gpen_core.face import load_detector, restore_faces
 
     detector = load_detector("auto", search_dirs=["models/facedetection"])
-    results = restore_faces(model, detector, images)   # images (B, 3, H, W) RGB in [0, 1]
+    result = restore_faces(model, detector, images)   # images (B, 3, H, W) RGB in [0, 1]
+    result.images, result.masks, result.faces         # or the steps: detect_and_align, restore_crops, paste_back
 """
 from .align import reference_points, similarity_transform, warp_faces
 from .detection import (
@@ -19,21 +20,28 @@ from .detection import (
     load_detector,
 )
 from .paste import official_paste_mask, paste_faces
-from .restore import DetectOptions, RestoredImage, restore_faces
+from .faces import AlignedFaces
+from .restore import DetectOptions, RestoredBatch, detect_and_align, paste_back, restore_crops, restore_faces
+from .tracking import LandmarkSmoother
 
 __all__ = [
+    "AlignedFaces",
+    "LandmarkSmoother",
     "DETECTOR_NAMES",
     "FACE_ORDERS",
     "DetectOptions",
     "FaceDetections",
     "FaceDetector",
     "FaceSelection",
-    "RestoredImage",
+    "RestoredBatch",
+    "detect_and_align",
     "detect_faces",
     "load_detector",
     "official_paste_mask",
+    "paste_back",
     "paste_faces",
     "reference_points",
+    "restore_crops",
     "restore_faces",
     "similarity_transform",
     "warp_faces",

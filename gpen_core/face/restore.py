@@ -1,31 +1,51 @@
-"""Whole-photo face restoration: detect, align, enhance with GPEN, paste back.
+"""Whole-photo face restoration in three steps, and the one function that chains them.
 
-Faces of every image of a batch are cut out first, then go through GPEN together in
-batches sized by the memory strategy (a 30-face group photo never needs more than a few
-faces' activations at a time), then are pasted back image by image.
+1. :func:`detect_and_align`: detect the faces of each image, align them to GPEN's template and cut
+   the crops -> ``(N, 3, S, S)`` crops and an :class:`~gpen_core.face.faces.AlignedFaces` record.
+2. :func:`restore_crops`: the crops through GPEN (:func:`gpen_core.enhance.enhance_images`) in
+   face batches sized by the memory strategy.
+3. :func:`paste_back`: the restored crops pasted into the images (or into a resized copy: the
+   scale is composed into the matrices) -> images and paste masks.
+
+:func:`restore_faces` runs exactly these steps over chunks of frames, so that a long video needs
+the memory of one chunk (plus its output), not of every frame's faces; it also carries the
+temporal landmark smoothing (:mod:`gpen_core.face.tracking`) from chunk to chunk.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
 from ..arch.generator import GPEN
 from ..enhance import enhance_images
+from ..images.tensors import resize
 from ..runtime.strategy import Strategy, estimate_peak_bytes, free_memory_bytes
 from .align import reference_points, similarity_transform, warp_faces
 from .detection.api import detect_faces
 from .detection.detectors import FaceDetector
-from .detection.result import FaceDetections
 from .detection.selection import FaceSelection
+from .faces import AlignedFaces, image_scale, scale_matrices
 from .paste import paste_faces
+from .tracking import LandmarkSmoother
 
 log = logging.getLogger(__name__)
 
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``; may raise to interrupt (the caller's cancel check)."""
+
 MAX_FACE_BATCH = 8
 """Most faces per GPEN forward, even when memory would allow more (little speed gain beyond)."""
+MAX_UPSCALE = 8.0
+"""Largest ``upscale_factor``."""
+FRAME_STEPS = 100
+"""Progress steps per frame of :func:`restore_faces` (finer steps follow the faces of a chunk)."""
+CHUNK_BYTES = 256 * 2**20
+"""Image bytes (source and output frames, float32) per chunk when :func:`restore_faces` sizes the chunks."""
+MAX_CHUNK_FRAMES = 16
 
 
 @dataclass
@@ -47,22 +67,100 @@ class DetectOptions:
 
 
 @dataclass
-class RestoredImage:
-    """One image after face restoration.
+class RestoredBatch:
+    """A batch of images after face restoration.
 
     Attributes:
-        image: ``(3, H, W)`` float in [0, 1]; pixels outside every face mask are the input's.
-        mask: ``(H, W)`` float in [0, 1], the paste mask (max over faces).
-        crops: ``(N, 3, S, S)`` aligned faces before restoration.
-        restored: ``(N, 3, S, S)`` the same faces after GPEN (before the fidelity blend).
-        detections: the faces found, in selection order.
+        images: ``(B, 3, H', W')`` float in [0, 1]; ``H' x W'`` is the input size times the upscale.
+            Pixels outside every face mask are those of the paste target (the input, its resized
+            copy, or the upscaled image) exactly.
+        masks: ``(B, H', W')`` float32 in [0, 1], the paste masks (maximum over faces).
+        faces: where every face came from (source image index, matrix, box, landmarks, score).
+        crops: ``(N, 3, S, S)`` aligned faces before restoration, or ``None`` when not kept.
+        restored: ``(N, 3, S, S)`` the same faces after GPEN, or ``None`` when not kept.
     """
 
-    image: torch.Tensor
-    mask: torch.Tensor
-    crops: torch.Tensor
-    restored: torch.Tensor
-    detections: FaceDetections
+    images: torch.Tensor
+    masks: torch.Tensor
+    faces: AlignedFaces
+    crops: torch.Tensor | None
+    restored: torch.Tensor | None
+
+
+def _check_images(images: torch.Tensor, name: str) -> None:
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"{name} must be (B, 3, H, W) RGB; got {shape}")
+    if not images.dtype.is_floating_point:
+        raise ValueError(f"{name} must be float in [0, 1]; got {images.dtype}")
+
+
+def detect_and_align(
+    detector: FaceDetector,
+    images: torch.Tensor,
+    crop_size: int,
+    *,
+    detect: DetectOptions | None = None,
+    crop_source: torch.Tensor | None = None,
+    smoother: LandmarkSmoother | None = None,
+    progress: Progress | None = None,
+) -> tuple[torch.Tensor, AlignedFaces]:
+    """Step 1: detect the faces of every image and cut them out aligned to GPEN's template.
+
+    Args:
+        detector: from :func:`gpen_core.face.detection.loader.load_detector`.
+        images: ``(B, 3, H, W)`` RGB float in [0, 1]: the faces are detected and aligned here.
+        crop_size: side ``S`` of the crops (the GPEN model's size).
+        detect: detection and selection options.
+        crop_source: optional ``(B, 3, H', W')`` copy of ``images`` at another scale (an upscaled
+            image): the crops are cut from it (more detail), with the scale composed into the
+            matrices; the record keeps coordinates of ``images``.
+        smoother: temporal landmark smoothing across calls (frames in order); ``None``: off.
+        progress: ``progress(done, total)`` between the detector's stages, image after image (a
+            cancel point); ``done == total`` after the last image.
+
+    Returns:
+        ``(crops, faces)``: ``(N, 3, S, S)`` crops on the crop source's device, in [0, 1]; the
+        record of the ``N`` faces (matrices map ``images`` pixels to crop pixels). An image
+        without faces adds no row (logged).
+    """
+    _check_images(images, "images")
+    detect = detect or DetectOptions()
+    count, _, height, width = images.shape
+    source = images if crop_source is None else crop_source
+    if crop_source is not None:
+        _check_images(crop_source, "crop_source")
+        if crop_source.shape[0] != count:
+            raise ValueError(f"crop_source has {crop_source.shape[0]} image(s) but images has {count}")
+    scale = image_scale((height, width), tuple(source.shape[-2:]), name="the upscaled image")
+    template = reference_points(crop_size, dtype=torch.float64)
+    selection = detect.face_selection()
+    index, matrices, boxes, landmarks, scores = [], [], [], [], []
+    for i in range(count):
+
+        def stage_done(done: int, steps: int, i: int = i) -> None:  # detector stages: cancel points too
+            if progress is not None:
+                progress(i * steps + done, count * steps)
+
+        found = detect_faces(
+            detector, images[i], score_threshold=detect.score_threshold, selection=selection,
+            progress=None if progress is None else stage_done,
+        )
+        if len(found) == 0:
+            log.warning("no face found in image %d (%dx%d)", i, width, height)
+        points = found.landmarks if smoother is None else smoother(found.boxes, found.landmarks)
+        index.append(torch.full((len(found),), i, dtype=torch.int64))
+        matrices.append(similarity_transform(points.to(torch.float64), template))
+        boxes.append(found.boxes)
+        landmarks.append(points)
+        scores.append(found.scores)
+    faces = AlignedFaces(
+        torch.cat(index), torch.cat(matrices), torch.cat(boxes).float(), torch.cat(landmarks).float(),
+        torch.cat(scores).float(), ((height, width),) * count, crop_size,
+    )
+    crop_matrices = scale_matrices(faces.matrices, *scale).to(source.device)
+    crops = warp_faces(source.float(), crop_matrices, crop_size, image_index=faces.image_index)
+    return crops, faces
 
 
 def face_batch_size(model: GPEN, faces: int, budget_bytes: int, *, margin: float = 0.8) -> int:
@@ -74,6 +172,131 @@ def face_batch_size(model: GPEN, faces: int, budget_bytes: int, *, margin: float
     return best
 
 
+def restore_crops(
+    model: GPEN,
+    crops: torch.Tensor,
+    *,
+    tile_size: int | None | str = "auto",
+    overlap: int | None = None,
+    recompute: bool = False,
+    memory_budget: int | None = None,
+    face_batch: int | None = None,
+    progress: Progress | None = None,
+) -> torch.Tensor:
+    """Step 2: aligned crops through GPEN.
+
+    Args:
+        model: a loaded GPEN generator.
+        crops: ``(N, 3, S, S)`` float in [0, 1] (any size is resized to the model's).
+        tile_size, overlap, recompute: see :func:`gpen_core.enhance.enhance_images`.
+        memory_budget: bytes for GPEN activations (default: the device's free memory).
+        face_batch: faces per forward; ``None``: one on the CPU (each face then moves the
+            progress and can be cancelled), on a GPU the most that fit the budget (up to
+            :data:`MAX_FACE_BATCH`).
+        progress: ``progress(faces_done, N)``, per face batch (and per tile when tiled).
+
+    Returns:
+        ``(N, 3, S_model, S_model)`` float in [0, 1] on the crops' device.
+    """
+    total = crops.shape[0]
+    if total == 0:
+        size = model.config.size
+        return crops.new_zeros((0, 3, size, size))
+    budget = memory_budget if memory_budget is not None else free_memory_bytes(model.device)
+    if face_batch is None:
+        face_batch = 1 if model.device.type == "cpu" else face_batch_size(model, total, budget)
+    if face_batch < 1:
+        raise ValueError(f"face_batch must be >= 1 or None; got {face_batch}")
+    log.info("restoring %d face(s) in batches of %d", total, face_batch)
+
+    def faces_done(done: int, steps: int) -> None:
+        if progress is not None:
+            progress(min(total, done * total // max(steps, 1)), total)
+
+    return enhance_images(
+        model, crops, batch_size=face_batch, tile_size=tile_size, overlap=overlap, recompute=recompute,
+        memory_budget=budget, progress=faces_done,
+    )
+
+
+def paste_back(
+    targets: torch.Tensor,
+    restored: torch.Tensor,
+    faces: AlignedFaces,
+    *,
+    fidelity: float = 1.0,
+    out: torch.Tensor | None = None,
+    out_masks: torch.Tensor | None = None,
+    progress: Progress | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step 3: paste restored crops into the images they were cut from, at any uniform scale.
+
+    Args:
+        targets: ``(B, 3, H', W')`` float in [0, 1]: the source images of ``faces``, or copies of
+            them resized by the same factor in both directions (an upscaled image); the scale is
+            read from the sizes and composed into the matrices, so masks and faces follow it.
+        restored: ``(N, 3, S, S)`` restored crops, ``S = faces.crop_size``, in ``faces``' order.
+        faces: from :func:`detect_and_align`.
+        fidelity: the official ``alpha`` in [0, 1]: 1 pastes the restored faces, 0 the original
+            faces (cut again from ``targets`` with the same matrices).
+        out, out_masks: optional ``(B, 3, H', W')`` and ``(B, H', W')`` tensors to write into (any
+            device, e.g. views of a preallocated output); new tensors on ``targets``' device otherwise.
+        progress: ``progress(images_done, B)`` after each image.
+
+    Returns:
+        ``(images, masks)``: pasted images (pixels where every mask is 0 are the target's exactly)
+        and float32 masks.
+
+    Raises:
+        ValueError: mismatched counts or sizes, or a target stretched non-uniformly.
+    """
+    _check_images(targets, "targets")
+    count, _, height, width = targets.shape
+    size = faces.crop_size
+    if count != faces.num_images:
+        raise ValueError(f"the faces were found in {faces.num_images} image(s) but {count} image(s) were given to paste into")
+    if restored.dim() != 4 or restored.shape[0] != len(faces) or restored.shape[1:] != (3, size, size):
+        raise ValueError(
+            f"restored crops must be ({len(faces)}, 3, {size}, {size}) (one per face, the crop size); "
+            f"got {tuple(restored.shape)}"
+        )
+    if not 0.0 <= fidelity <= 1.0:
+        raise ValueError(f"fidelity must be in [0, 1]; got {fidelity}")
+    if out is None:
+        out = torch.empty_like(targets)
+    if out_masks is None:
+        out_masks = torch.empty((count, height, width), dtype=torch.float32, device=targets.device)
+    for i in range(count):
+        target = targets[i]
+        rows = faces.of_image(i)
+        if len(rows):
+            scale = image_scale(faces.source_sizes[i], (height, width), name=f"image {i} to paste into")
+            matrices = scale_matrices(faces.matrices[rows], *scale).to(target.device)
+            face = restored[rows.to(restored.device)].to(target.device, target.dtype)
+            originals = warp_faces(target.float(), matrices, size).to(target.dtype) if fidelity < 1.0 else face
+            pasted, mask = paste_faces(target, face, originals, matrices, fidelity=fidelity)
+            out[i] = pasted
+            out_masks[i] = mask
+            del pasted, mask
+        else:
+            out[i] = target
+            out_masks[i] = 0.0
+        if progress is not None:
+            progress(i + 1, count)
+    return out, out_masks
+
+
+def upscaled_size(height: int, width: int, factor: float) -> tuple[int, int]:
+    """``(round(H * factor), round(W * factor))``, as ComfyUI's *Upscale Image By* rounds."""
+    return round(height * factor), round(width * factor)
+
+
+def chunk_frames_for(height: int, width: int, out_height: int, out_width: int) -> int:
+    """Frames per chunk: as many as keep source and output frames under :data:`CHUNK_BYTES` (1..16)."""
+    frame_bytes = 4 * 3 * (height * width + out_height * out_width)
+    return max(1, min(MAX_CHUNK_FRAMES, CHUNK_BYTES // frame_bytes))
+
+
 def restore_faces(
     model: GPEN,
     detector: FaceDetector,
@@ -81,82 +304,114 @@ def restore_faces(
     *,
     detect: DetectOptions | None = None,
     fidelity: float = 1.0,
+    upscale_factor: float = 1.0,
+    upscaled: torch.Tensor | None = None,
+    landmark_smoothing: float = 0.0,
+    keep_crops: bool = True,
+    chunk_frames: int | None = None,
     tile_size: int | None | str = "auto",
     overlap: int | None = None,
     recompute: bool = False,
     memory_budget: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> list[RestoredImage]:
-    """Restore every face of every image.
+    face_batch: int | None = None,
+    out: torch.Tensor | None = None,
+    progress: Progress | None = None,
+) -> RestoredBatch:
+    """Restore every face of every image: :func:`detect_and_align`, :func:`restore_crops`,
+    :func:`paste_back`, chunk by chunk of frames.
 
     Args:
-        model: a loaded GPEN generator (its size S sets the crop size).
+        model: a loaded GPEN generator (its size S sets the crop size). Each chunk is processed on
+            its device.
         detector: from :func:`gpen_core.face.detection.loader.load_detector`.
-        images: ``(B, 3, H, W)`` RGB float in [0, 1] (alpha, if any, must be split off first).
-        detect: detection options.
+        images: ``(B, 3, H, W)`` RGB float in [0, 1] (alpha, if any, must be split off first); any
+            device (the output goes there).
+        detect: detection and selection options.
         fidelity: official ``alpha`` in [0, 1]: 1 pastes the restored faces, 0 the originals.
-        tile_size, overlap, recompute: GPEN tiling for each face batch (see
-            :func:`gpen_core.enhance.enhance_images`).
-        memory_budget: bytes for GPEN activations (default: the device's free memory).
-        progress: ``progress(faces_done, faces_total)``; may raise to interrupt.
+        upscale_factor: in [1, 8]: without ``upscaled``, faces are pasted into ``images`` resized by
+            this factor (bicubic, :func:`gpen_core.images.tensors.resize`; sizes rounded as
+            :func:`upscaled_size`). Ignored when ``upscaled`` is given.
+        upscaled: optional ``(B, 3, H', W')`` upscaled copy of ``images`` (e.g. an upscale model's
+            output), uniformly scaled: faces are found in ``images``, cut from and pasted into it.
+        landmark_smoothing: strength in [0, 1) of the temporal smoothing of landmarks across the
+            frames of the batch (:class:`~gpen_core.face.tracking.LandmarkSmoother`); 0 = off.
+        keep_crops: return the crops before and after GPEN (memory grows with the faces of every frame).
+        chunk_frames: frames per chunk (``None``: :func:`chunk_frames_for`); memory follows the chunk.
+        tile_size, overlap, recompute, memory_budget, face_batch: see :func:`restore_crops`.
+        out: optional ``(B, 3, H', W')`` tensor to write the images into (e.g. a view of the
+            caller's output buffer, saving a copy of the whole batch).
+        progress: ``progress(done, B * FRAME_STEPS)``: every frame is :data:`FRAME_STEPS` steps, moved
+            by detection (per frame), restoration (per face) and paste (per frame); may raise to interrupt,
+            which stops between faces, frames and chunks.
 
     Returns:
-        One :class:`RestoredImage` per input image. An image without faces comes back
-        unchanged with an empty crop batch and a zero mask (logged).
+        A :class:`RestoredBatch`. An image without faces comes back as its paste target with a zero mask.
     """
-    if images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be (B, 3, H, W) RGB; got {tuple(images.shape)}")
+    _check_images(images, "images")
     if not 0.0 <= fidelity <= 1.0:
         raise ValueError(f"fidelity must be in [0, 1]; got {fidelity}")
-    detect = detect or DetectOptions()
-    size = model.config.size
-    template = reference_points(size, dtype=torch.float64)
-    selection = detect.face_selection()
-    # Detection reports no faces done yet; calling progress between detector stages makes each
-    # stage a cancel point (the node's callback raises on a cancelled prompt).
-    detect_progress = None if progress is None else (lambda _done, _steps: progress(0, 1))
-    found: list[tuple[FaceDetections, torch.Tensor, torch.Tensor]] = []
-    for index in range(images.shape[0]):
-        image = images[index]
-        faces = detect_faces(
-            detector, image, score_threshold=detect.score_threshold, selection=selection, progress=detect_progress
-        )
-        if len(faces) == 0:
-            log.warning("no face found in image %d (%dx%d)", index, image.shape[2], image.shape[1])
-        matrices = similarity_transform(faces.landmarks.to(torch.float64), template)
-        crops = warp_faces(image.float(), matrices.to(image.device), size) if len(faces) else images.new_zeros(
-            (0, 3, size, size)
-        )
-        found.append((faces, matrices, crops))
-    all_crops = torch.cat([crops for _, _, crops in found])
-    total = all_crops.shape[0]
-    if total:
-        budget = memory_budget if memory_budget is not None else free_memory_bytes(model.device)
-        batch = face_batch_size(model, total, budget)
-        log.info("restoring %d face(s) in batches of %d", total, batch)
-
-        def faces_done(done: int, steps: int) -> None:
-            if progress is not None:
-                progress(min(total, done * total // max(steps, 1)), total)
-
-        restored_all = enhance_images(
-            model, all_crops, batch_size=batch, tile_size=tile_size, overlap=overlap, recompute=recompute,
-            memory_budget=budget, progress=faces_done,
-        )
+    if not 1.0 <= upscale_factor <= MAX_UPSCALE:
+        raise ValueError(f"upscale_factor must be in [1, {MAX_UPSCALE:g}]; got {upscale_factor}")
+    count, _, height, width = images.shape
+    if upscaled is not None:
+        _check_images(upscaled, "upscaled image")
+        if upscaled.shape[0] != count:
+            raise ValueError(f"the upscaled image batch has {upscaled.shape[0]} image(s) but the image batch has {count}")
+        image_scale((height, width), tuple(upscaled.shape[-2:]), name="the upscaled image")
+        out_h, out_w = upscaled.shape[-2:]
     else:
-        restored_all = all_crops
-    results = []
-    start = 0
-    for index, (faces, matrices, crops) in enumerate(found):
-        image = images[index]
-        count = crops.shape[0]
-        restored = restored_all[start : start + count].to(image.device, image.dtype)
-        start += count
-        if count:
-            pasted, mask = paste_faces(
-                image, restored, crops.to(image.dtype), matrices.to(image.device), fidelity=fidelity
+        out_h, out_w = upscaled_size(height, width, upscale_factor)
+    if chunk_frames is None:
+        chunk_frames = chunk_frames_for(height, width, out_h, out_w)
+    if chunk_frames < 1:
+        raise ValueError(f"chunk_frames must be >= 1 or None; got {chunk_frames}")
+    if out is None:
+        out = torch.empty((count, 3, out_h, out_w), dtype=images.dtype, device=images.device)
+    elif tuple(out.shape) != (count, 3, out_h, out_w):
+        raise ValueError(f"out must have shape {(count, 3, out_h, out_w)}; got {tuple(out.shape)}")
+    masks = torch.empty((count, out_h, out_w), dtype=torch.float32, device=images.device)
+    smoother = LandmarkSmoother(landmark_smoothing) if landmark_smoothing > 0 else None
+    device, size = model.device, model.config.size
+    records, kept_crops, kept_restored = [], [], []
+    total_steps = count * FRAME_STEPS
+
+    for start in range(0, count, chunk_frames):
+        stop = min(count, start + chunk_frames)
+        span = (stop - start) * FRAME_STEPS
+        base = start * FRAME_STEPS
+
+        def report(stage_start: float, stage_share: float, base: int = base, span: int = span) -> Progress | None:
+            if progress is None:
+                return None
+            return lambda done, steps: progress(
+                base + int(span * (stage_start + stage_share * done / max(steps, 1))), total_steps
             )
-        else:
-            pasted, mask = image, torch.zeros(image.shape[1:], dtype=torch.float32, device=image.device)
-        results.append(RestoredImage(pasted, mask.float(), crops, restored, faces))
-    return results
+
+        frames = images[start:stop].to(device, torch.float32)
+        sources = None if upscaled is None else upscaled[start:stop].to(device, torch.float32)
+        crops, faces = detect_and_align(
+            detector, frames, size, detect=detect, crop_source=sources, smoother=smoother, progress=report(0.0, 0.1)
+        )
+        restored = restore_crops(
+            model, crops, tile_size=tile_size, overlap=overlap, recompute=recompute, memory_budget=memory_budget,
+            face_batch=face_batch, progress=report(0.1, 0.8),
+        )
+        targets = sources if sources is not None else resize(frames, out_h, out_w)
+        del frames, sources
+        paste_back(
+            targets, restored, faces, fidelity=fidelity, out=out[start:stop], out_masks=masks[start:stop],
+            progress=report(0.9, 0.1),
+        )
+        del targets
+        records.append(faces)
+        if keep_crops:
+            kept_crops.append(crops.to(images.device))
+            kept_restored.append(restored.to(images.device))
+        del crops, restored
+    faces = AlignedFaces.concat(records) if records else AlignedFaces.empty((), size)
+    crops_out = restored_out = None
+    if keep_crops:
+        empty = images.new_zeros((0, 3, size, size))
+        crops_out = torch.cat(kept_crops) if kept_crops else empty
+        restored_out = torch.cat(kept_restored) if kept_restored else empty
+    return RestoredBatch(out, masks, faces, crops_out, restored_out)

@@ -160,9 +160,9 @@ def _restore_photo(model, detector, image: torch.Tensor, options: dict) -> tuple
     chosen: FaceSelection = options["selection"]
     detect = DetectOptions(options["score_threshold"], chosen.min_face_size, chosen.order, chosen.max_faces,
                            chosen.indices, chosen.max_face_size)
-    result = restore_faces(model, detector, rgb, detect=detect, fidelity=options["fidelity"], **options["forward"])[0]
-    out = result.image if alpha is None else torch.cat([result.image, alpha[0]])
-    return out, len(result.detections)
+    result = restore_faces(model, detector, rgb, detect=detect, fidelity=options["fidelity"], **options["forward"])
+    out = result.images[0] if alpha is None else torch.cat([result.images[0], alpha[0]])
+    return out, len(result.faces)
 
 
 def _job_label(job: Job) -> str:
