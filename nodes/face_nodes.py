@@ -1,13 +1,21 @@
-"""ComfyUI v3 nodes for whole photos: Load Face Detector, GPEN Face Restore."""
+"""ComfyUI v3 nodes for whole photos: Load Face Detector, GPEN Face Restore, and its two halves
+GPEN Detect & Align Faces and GPEN Paste Faces (another node can work on the crops in between)."""
 from __future__ import annotations
 
 import comfy.model_management as mm
 from comfy_api.latest import io
 
 from ..gpen_core.face.detection.loader import load_detector
+from ..gpen_core.face.restore import MAX_UPSCALE
+from .face_logic import detect_comfy_images, linked_outputs, paste_comfy_images, restore_comfy_images
 from .glue import FaceDetector, GPENModel, interruptible_progress, load_for_run
-from .logic import AUTO_TILE, DETECTOR_DEVICES, DETECTOR_OPTIONS, NODE_MIN_TILE, SELECTION_OPTIONS, restore_comfy_images
+from .logic import AUTO_TILE, DETECTOR_DEVICES, DETECTOR_OPTIONS, NODE_MIN_TILE, SELECTION_OPTIONS
 from .model_folders import facedetection_folders
+
+Faces = io.Custom("GPEN_FACES")
+"""A :class:`gpen_core.face.faces.AlignedFaces`: where each aligned crop came from."""
+CROP_OUTPUTS = (1, 2)
+"""Face Restore's faces_before / faces_after outputs: kept only when some node takes them."""
 
 
 class LoadFaceDetector(io.ComfyNode):
@@ -33,6 +41,48 @@ class LoadFaceDetector(io.ComfyNode):
         return io.NodeOutput(load_detector(detector, facedetection_folders(), device=target))
 
 
+def selection_inputs() -> list:
+    """Detection and selection widgets of the first release (Face Restore and Detect & Align)."""
+    return [
+        io.Float.Input("score_threshold", default=0.0, min=0.0, max=0.99, step=0.01,
+                       tooltip="detector confidence; 0 = the detector's default (RetinaFace 0.97, MTCNN 0.7)"),
+        io.Int.Input("min_face_size", default=0, min=0, max=4096,
+                     tooltip="ignore faces whose box side (the larger of width and height) is smaller (px); 0 = no bound"),
+        io.Combo.Input("selection", options=list(SELECTION_OPTIONS), default="score",
+                       tooltip="the order faces are numbered (face_indices) and kept (max_faces) in: score (detector "
+                               "confidence; 'all' in older workflows), largest, left_to_right ... center"),
+        io.Int.Input("max_faces", default=0, min=0, max=1000, tooltip="keep the first N in that order; 0 = no limit"),
+    ]
+
+
+def more_selection_inputs(optional: bool) -> list:
+    """Selection widgets added later (optional on Face Restore, so graphs saved before still run)."""
+    return [
+        io.String.Input("face_indices", default="", optional=optional,
+                        tooltip="which faces, counted from 0 in the selection order: '0', '0,2', '1-3'; empty = all. "
+                                "An index beyond the faces found is skipped"),
+        io.Int.Input("max_face_size", default=0, min=0, max=8192, optional=optional,
+                     tooltip="ignore faces whose box side is larger (px); 0 = no bound"),
+    ]
+
+
+def smoothing_input(optional: bool) -> io.Float.Input:
+    return io.Float.Input(
+        "landmark_smoothing", default=0.0, min=0.0, max=0.95, step=0.05, optional=optional,
+        tooltip="video frames: smooth each face's landmarks over the frames of the batch (faces matched by box "
+                "overlap; a face without a match, e.g. after a scene cut, starts afresh). 0 = off; higher = steadier "
+                "but slower to follow motion",
+    )
+
+
+def upscale_input(optional: bool) -> io.Float.Input:
+    return io.Float.Input(
+        "upscale_factor", default=1.0, min=1.0, max=MAX_UPSCALE, step=0.25, optional=optional,
+        tooltip="paste the faces into the image resized by this factor (bicubic). With an upscaled image, the "
+                "scale is read from its size: leave this at 1",
+    )
+
+
 class GPENFaceRestore(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -41,22 +91,24 @@ class GPENFaceRestore(io.ComfyNode):
             display_name="GPEN Face Restore",
             category="GPEN",
             description="Detect every face, align it to GPEN's template, restore it, and paste it back with a "
-                        "feathered mask. Pixels outside the faces are left exactly as they were.",
+                        "feathered mask. Pixels outside the faces are left exactly as they were. The frames of a "
+                        "batch go in chunks, so a long video needs the memory of a chunk (and of its output). "
+                        "The same steps as GPEN Detect & Align Faces -> GPEN Enhance -> GPEN Paste Faces.",
             inputs=[
                 io.Image.Input("image"),
                 GPENModel.Input("gpen_model"),
                 FaceDetector.Input("face_detector"),
                 io.Float.Input("fidelity", default=1.0, min=0.0, max=1.0, step=0.05,
                                tooltip="1: the restored face, 0: the original face (official alpha)"),
-                io.Float.Input("score_threshold", default=0.0, min=0.0, max=0.99, step=0.01,
-                               tooltip="detector confidence; 0 = the detector's default (RetinaFace 0.97, MTCNN 0.7)"),
-                io.Int.Input("min_face_size", default=0, min=0, max=4096, tooltip="ignore smaller faces (px)"),
-                io.Combo.Input("selection", options=list(SELECTION_OPTIONS), default="score",
-                               tooltip="which faces come first: score (detector confidence; 'all' in older "
-                                       "workflows), largest, left_to_right ... center"),
-                io.Int.Input("max_faces", default=0, min=0, max=1000, tooltip="0 = no limit"),
+                *selection_inputs(),
                 io.Int.Input("tile_size", default=AUTO_TILE, min=AUTO_TILE, max=2048, step=16,
                              tooltip=f"GPEN tile size; 0 = automatic from free memory, else at least {NODE_MIN_TILE}"),
+                upscale_input(optional=True),
+                smoothing_input(optional=True),
+                *more_selection_inputs(optional=True),
+                io.Image.Input("upscaled_image", optional=True,
+                               tooltip="an upscaled copy of image (e.g. from Upscale Image (using Model)): faces are "
+                                       "found in image, then cut from and pasted into this one"),
             ],
             outputs=[
                 io.Image.Output(display_name="image"),
@@ -64,16 +116,87 @@ class GPENFaceRestore(io.ComfyNode):
                 io.Image.Output(display_name="faces_after"),
                 io.Mask.Output(display_name="paste_mask"),
             ],
+            hidden=[io.Hidden.prompt, io.Hidden.unique_id],
         )
 
     @classmethod
     def execute(cls, image, gpen_model, face_detector, fidelity, score_threshold, min_face_size, selection,
-                max_faces, tile_size) -> io.NodeOutput:
-        gpen = gpen_model.model.gpen
+                max_faces, tile_size, upscale_factor=1.0, landmark_smoothing=0.0, face_indices="", max_face_size=0,
+                upscaled_image=None) -> io.NodeOutput:
         budget = load_for_run(gpen_model, 1, tile_size)
+        used = linked_outputs(cls.hidden.prompt, cls.hidden.unique_id)
         out, before, after, mask = restore_comfy_images(
-            gpen, face_detector, image.to(gpen.device), fidelity=fidelity, score_threshold=score_threshold,
-            min_face_size=min_face_size, selection=selection, max_faces=max_faces, tile_size=tile_size,
-            memory_budget=budget, progress=interruptible_progress(1),
+            gpen_model.model.gpen, face_detector, image, fidelity=fidelity, score_threshold=score_threshold,
+            min_face_size=min_face_size, selection=selection, max_faces=max_faces, face_indices=face_indices,
+            max_face_size=max_face_size, upscale_factor=upscale_factor, upscaled=upscaled_image,
+            landmark_smoothing=landmark_smoothing, keep_crops=used is None or bool(used & set(CROP_OUTPUTS)),
+            tile_size=tile_size, memory_budget=budget, progress=interruptible_progress(1),
         )
         return io.NodeOutput(out, before, after, mask)
+
+
+class GPENDetectAlignFaces(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="GPENDetectAlignFaces",
+            display_name="GPEN Detect & Align Faces",
+            category="GPEN",
+            description="Find the faces, align each to GPEN's template and cut it out. Restore the crops with any "
+                        "node (GPEN Enhance, another restorer, an edit) and put them back with GPEN Paste Faces.",
+            inputs=[
+                io.Image.Input("image"),
+                FaceDetector.Input("face_detector"),
+                io.Int.Input("crop_size", default=512, min=64, max=2048, step=64,
+                             tooltip="side of the aligned crops; with gpen_model connected, that model's size"),
+                *selection_inputs(),
+                *more_selection_inputs(optional=False),
+                smoothing_input(optional=False),
+                GPENModel.Input("gpen_model", optional=True, tooltip="crop at this model's size"),
+                io.Image.Input("upscaled_image", optional=True,
+                               tooltip="an upscaled copy of image: faces are found in image and cut from this one "
+                                       "(more detail); paste into it too"),
+            ],
+            outputs=[io.Image.Output(display_name="aligned_faces"), Faces.Output(display_name="faces")],
+        )
+
+    @classmethod
+    def execute(cls, image, face_detector, crop_size, score_threshold, min_face_size, selection, max_faces,
+                face_indices, max_face_size, landmark_smoothing, gpen_model=None, upscaled_image=None) -> io.NodeOutput:
+        size = gpen_model.model.gpen.config.size if gpen_model is not None else crop_size
+        crops, faces = detect_comfy_images(
+            face_detector, image, size, score_threshold=score_threshold, min_face_size=min_face_size,
+            selection=selection, max_faces=max_faces, face_indices=face_indices, max_face_size=max_face_size,
+            landmark_smoothing=landmark_smoothing, upscaled=upscaled_image, progress=interruptible_progress(1),
+        )
+        return io.NodeOutput(crops, faces)
+
+
+class GPENPasteFaces(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="GPENPasteFaces",
+            display_name="GPEN Paste Faces",
+            category="GPEN",
+            description="Paste restored face crops back with a feathered mask, into the image the faces were found "
+                        "in (resized by upscale_factor) or into an upscaled copy of it. The mask output is a MASK "
+                        "for the core mask nodes.",
+            inputs=[
+                io.Image.Input("image", tooltip="the image given to Detect & Align, or an upscaled copy of it"),
+                Faces.Input("faces"),
+                io.Image.Input("restored_faces", tooltip="one crop per face, in order; resized to the crop size"),
+                io.Float.Input("fidelity", default=1.0, min=0.0, max=1.0, step=0.05,
+                               tooltip="1: the restored face, 0: the original face (official alpha)"),
+                upscale_input(optional=False),
+            ],
+            outputs=[io.Image.Output(display_name="image"), io.Mask.Output(display_name="paste_mask")],
+        )
+
+    @classmethod
+    def execute(cls, image, faces, restored_faces, fidelity, upscale_factor) -> io.NodeOutput:
+        out, mask = paste_comfy_images(
+            image, faces, restored_faces, fidelity=fidelity, upscale_factor=upscale_factor,
+            progress=interruptible_progress(1),
+        )
+        return io.NodeOutput(out, mask)

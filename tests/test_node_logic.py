@@ -1,7 +1,7 @@
 """The nodes' logic, without ComfyUI: the pack is imported as a package, as ComfyUI does."""
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import sys
 
 import pytest
@@ -72,28 +72,3 @@ def test_enhance_node_logic(pack, model):
     measured = logic.enhance_comfy_images(model, images, tile_size=32, on_record=kept.append)
     assert torch.equal(measured, out) and len(kept) == 1
     assert kept[0].strategy == "tiles of 32" and kept[0].peak_bytes > 0 and kept[0].peak_method == "live tensors"
-
-
-class CentreFaceDetector:
-    """A stand-in detector: one face with landmarks at the template, scaled to the image centre."""
-
-    name, device, default_score_threshold = "stub", torch.device("cpu"), 0.5
-
-    def detect_rgb255(self, image, score_threshold, min_face_size, progress=None):
-        from comfyui_gpen.gpen_core.face.align import reference_points
-        from comfyui_gpen.gpen_core.face.detection.result import FaceDetections
-
-        h, w = image.shape[-2:]
-        points = reference_points(64, dtype=torch.float32) * (min(h, w) / 64)
-        return FaceDetections(torch.tensor([[0.0, 0.0, w, h]]), torch.tensor([0.99]), points[None], (h, w))
-
-
-def test_face_restore_node_logic(pack, model):
-    logic = pack.nodes.logic
-    images = torch.rand(2, 96, 96, 3)
-    out, before, after, mask = logic.restore_comfy_images(model, CentreFaceDetector(), images, fidelity=1.0)
-    assert out.shape == images.shape and mask.shape == (2, 96, 96)
-    assert before.shape == after.shape == (2, 64, 64, 3)
-    outside = mask == 0
-    assert torch.equal(out[outside], images[outside])
-    assert not torch.allclose(out, images)

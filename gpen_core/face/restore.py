@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 
 from ..arch.generator import GPEN
+from ..checks import check_range, check_shape
 from ..enhance import enhance_images
 from ..images.tensors import resize
 from ..runtime.strategy import Strategy, estimate_peak_bytes, free_memory_bytes
@@ -88,9 +89,7 @@ class RestoredBatch:
 
 
 def _check_images(images: torch.Tensor, name: str) -> None:
-    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"{name} must be (B, 3, H, W) RGB; got {shape}")
+    check_shape(images, ["B", "3", "H", "W"], name, "RGB float in [0, 1] (split off alpha first)")
     if not images.dtype.is_floating_point:
         raise ValueError(f"{name} must be float in [0, 1]; got {images.dtype}")
 
@@ -260,8 +259,7 @@ def paste_back(
             f"restored crops must be ({len(faces)}, 3, {size}, {size}) (one per face, the crop size); "
             f"got {tuple(restored.shape)}"
         )
-    if not 0.0 <= fidelity <= 1.0:
-        raise ValueError(f"fidelity must be in [0, 1]; got {fidelity}")
+    check_range(fidelity, 0.0, 1.0, "fidelity")
     if out is None:
         out = torch.empty_like(targets)
     if out_masks is None:
@@ -289,6 +287,32 @@ def paste_back(
 def upscaled_size(height: int, width: int, factor: float) -> tuple[int, int]:
     """``(round(H * factor), round(W * factor))``, as ComfyUI's *Upscale Image By* rounds."""
     return round(height * factor), round(width * factor)
+
+
+def paste_size(source: tuple[int, int], upscale_factor: float, upscaled: tuple[int, int] | None) -> tuple[int, int]:
+    """``(height, width)`` faces found in a ``source``-sized image are pasted at.
+
+    Without an upscaled image: the source size times ``upscale_factor`` (in [1, 8]). With one:
+    its size, which must be a uniform scale of the source (:func:`~gpen_core.face.faces.image_scale`),
+    and ``upscale_factor`` must be 1 or that scale (within a pixel of rounding; an upscaled image is
+    never resized again).
+
+    Raises:
+        ValueError: a factor out of range, a non-uniform upscaled image, or a factor that contradicts it.
+    """
+    check_range(upscale_factor, 1.0, MAX_UPSCALE, "upscale_factor")
+    if upscaled is None:
+        return upscaled_size(*source, upscale_factor)
+    target = (int(upscaled[0]), int(upscaled[1]))
+    scale_y, scale_x = image_scale(source, target, name="the upscaled image")
+    expected = (source[0] * upscale_factor, source[1] * upscale_factor)
+    if upscale_factor != 1.0 and max(abs(t - e) for t, e in zip(target, expected)) > 1.0:
+        raise ValueError(
+            f"upscale_factor is {upscale_factor:g} but the upscaled image is {target[1]}x{target[0]}, "
+            f"{scale_x:.4g} times the {source[1]}x{source[0]} image the faces are found in; set upscale_factor "
+            "to 1 (the scale is read from the upscaled image) or connect an image upscaled by that factor"
+        )
+    return target
 
 
 def chunk_frames_for(height: int, width: int, out_height: int, out_width: int) -> int:
@@ -330,7 +354,7 @@ def restore_faces(
         fidelity: official ``alpha`` in [0, 1]: 1 pastes the restored faces, 0 the originals.
         upscale_factor: in [1, 8]: without ``upscaled``, faces are pasted into ``images`` resized by
             this factor (bicubic, :func:`gpen_core.images.tensors.resize`; sizes rounded as
-            :func:`upscaled_size`). Ignored when ``upscaled`` is given.
+            :func:`upscaled_size`). With ``upscaled``: 1, or its scale (see :func:`paste_size`).
         upscaled: optional ``(B, 3, H', W')`` upscaled copy of ``images`` (e.g. an upscale model's
             output), uniformly scaled: faces are found in ``images``, cut from and pasted into it.
         landmark_smoothing: strength in [0, 1) of the temporal smoothing of landmarks across the
@@ -348,19 +372,13 @@ def restore_faces(
         A :class:`RestoredBatch`. An image without faces comes back as its paste target with a zero mask.
     """
     _check_images(images, "images")
-    if not 0.0 <= fidelity <= 1.0:
-        raise ValueError(f"fidelity must be in [0, 1]; got {fidelity}")
-    if not 1.0 <= upscale_factor <= MAX_UPSCALE:
-        raise ValueError(f"upscale_factor must be in [1, {MAX_UPSCALE:g}]; got {upscale_factor}")
+    check_range(fidelity, 0.0, 1.0, "fidelity")
     count, _, height, width = images.shape
     if upscaled is not None:
         _check_images(upscaled, "upscaled image")
         if upscaled.shape[0] != count:
             raise ValueError(f"the upscaled image batch has {upscaled.shape[0]} image(s) but the image batch has {count}")
-        image_scale((height, width), tuple(upscaled.shape[-2:]), name="the upscaled image")
-        out_h, out_w = upscaled.shape[-2:]
-    else:
-        out_h, out_w = upscaled_size(height, width, upscale_factor)
+    out_h, out_w = paste_size((height, width), upscale_factor, None if upscaled is None else upscaled.shape[-2:])
     if chunk_frames is None:
         chunk_frames = chunk_frames_for(height, width, out_h, out_w)
     if chunk_frames < 1:

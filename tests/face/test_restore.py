@@ -37,23 +37,24 @@ def group_photo(photos_dir):
 def test_identity_restore_keeps_the_photo(model, detector, group_photo):
     """fidelity 0 pastes the aligned originals back: only resampling changes the photo."""
     with torch.inference_mode():
-        result = restore_faces(model, detector, group_photo[None], fidelity=0.0)[0]
-    assert len(result.detections) >= 20  # 29 people
-    inside, outside = result.mask > 0, result.mask == 0
-    assert psnr(result.image[:, inside], group_photo[:, inside]) >= 35
-    assert torch.equal(result.image[:, outside], group_photo[:, outside])
-    assert result.crops.shape == result.restored.shape == (len(result.detections), 3, 128, 128)
+        result = restore_faces(model, detector, group_photo[None], fidelity=0.0)
+    assert len(result.faces) >= 20  # 29 people
+    inside, outside = result.masks[0] > 0, result.masks[0] == 0
+    image = result.images[0]
+    assert psnr(image[:, inside], group_photo[:, inside]) >= 35
+    assert torch.equal(image[:, outside], group_photo[:, outside])
+    assert result.crops.shape == result.restored.shape == (len(result.faces), 3, 128, 128)
     assert 0.05 < float(inside.float().mean()) < 0.6
 
 
 def test_restore_changes_faces_only(model, detector, group_photo):
     with torch.inference_mode():
         detect = DetectOptions(selection="largest", max_faces=3)
-        result = restore_faces(model, detector, group_photo[None], detect=detect)[0]
-    assert len(result.detections) == 3
-    outside = result.mask == 0
-    assert torch.equal(result.image[:, outside], group_photo[:, outside])
-    assert not torch.allclose(result.image, group_photo)
+        result = restore_faces(model, detector, group_photo[None], detect=detect)
+    assert len(result.faces) == 3
+    outside = result.masks[0] == 0
+    assert torch.equal(result.images[0][:, outside], group_photo[:, outside])
+    assert not torch.allclose(result.images[0], group_photo)
 
 
 def test_batch_of_frames_and_no_face(model, detector, photos_dir):
@@ -61,13 +62,14 @@ def test_batch_of_frames_and_no_face(model, detector, photos_dir):
     blank = torch.full_like(portrait, 0.5)
     calls = []
     with torch.inference_mode():
-        results = restore_faces(model, detector, torch.stack([portrait, blank, portrait]), fidelity=0.5,
-                                progress=lambda d, t: calls.append((d, t)))
-    assert [len(r.detections) for r in results] == [1, 0, 1]
-    assert torch.equal(results[1].image, blank) and float(results[1].mask.max()) == 0
-    assert results[1].crops.shape == (0, 3, 128, 128)
-    assert torch.equal(results[0].image, results[2].image)
-    assert calls[-1] == (2, 2)
+        result = restore_faces(model, detector, torch.stack([portrait, blank, portrait]), fidelity=0.5,
+                               progress=lambda d, t: calls.append((d, t)))
+    assert result.faces.image_index.tolist() == [0, 2]
+    assert torch.equal(result.images[1], blank) and float(result.masks[1].max()) == 0
+    assert result.crops.shape == (2, 3, 128, 128)
+    assert torch.equal(result.images[0], result.images[2])
+    assert calls[-1] == (300, 300)  # 100 steps per frame
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
 
 
 def test_memory_follows_the_face_batch(model, detector, group_photo):

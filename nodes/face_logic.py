@@ -1,0 +1,186 @@
+"""Face node logic without ComfyUI: Detect & Align, Paste, Face Restore (the first two composed).
+
+ComfyUI IMAGE is ``(B, H, W, C)`` float in [0, 1]; MASK is ``(B, H, W)``. Alpha (a fourth channel)
+is carried through, resized with the image when the faces are pasted at a larger scale.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from ..gpen_core.arch.generator import GPEN
+from ..gpen_core.face.faces import AlignedFaces
+from ..gpen_core.face.restore import (
+    DetectOptions,
+    detect_and_align,
+    paste_back,
+    paste_size,
+    restore_faces,
+)
+from ..gpen_core.face.tracking import LandmarkSmoother
+from ..gpen_core.images.tensors import resize, split_alpha
+from .logic import AUTO_TILE, bchw_to_comfy, comfy_to_bchw, core_tile_size
+
+Progress = Callable[[int, int], None]
+
+
+def detect_options(score_threshold: float, min_face_size: float, selection: str, max_faces: int) -> DetectOptions:
+    """Widget values (0 = detector default / no limit) -> core detection options."""
+    return DetectOptions(score_threshold or None, min_face_size, selection, max_faces or None)  # type: ignore[arg-type]
+
+
+def _rgb(images: torch.Tensor | None) -> torch.Tensor | None:
+    """ComfyUI IMAGE -> ``(B, 3, H, W)`` float RGB (a view when it can be), or None."""
+    if images is None:
+        return None
+    rgb, _ = split_alpha(comfy_to_bchw(images))
+    return rgb.float()
+
+
+def _output_buffer(
+    images: torch.Tensor, height: int, width: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A ``(B, height, width, C)`` float32 ComfyUI IMAGE to fill, and its ``(B, 3, height, width)`` RGB view.
+
+    Writing the RGB through the view fills the IMAGE in place: no copy of the whole batch at the end.
+    Alpha, if ``images`` has it, is resized into the buffer now.
+    """
+    channels = images.shape[-1]
+    if images.dim() == 3:
+        images = images[None]
+    buffer = torch.empty((images.shape[0], height, width, 4 if channels in (2, 4) else 3), dtype=torch.float32)
+    _, alpha = split_alpha(comfy_to_bchw(images))
+    if alpha is not None:
+        buffer[..., 3] = resize(alpha.float(), height, width)[:, 0].cpu()
+    return buffer, buffer.movedim(-1, 1)[:, :3]
+
+
+def detect_comfy_images(
+    detector,
+    images: torch.Tensor,
+    crop_size: int,
+    *,
+    score_threshold: float = 0.0,
+    min_face_size: float = 0.0,
+    selection: str = "all",
+    max_faces: int = 0,
+    landmark_smoothing: float = 0.0,
+    upscaled: torch.Tensor | None = None,
+    progress: Progress | None = None,
+) -> tuple[torch.Tensor, AlignedFaces]:
+    """GPEN Detect & Align Faces: IMAGE in; aligned crops ``(N, S, S, 3)`` and the faces record out.
+
+    Faces are found in ``images``; the crops are cut from ``upscaled`` when given (more detail).
+    ``landmark_smoothing`` smooths landmarks across the frames of the batch (0 = off).
+    """
+    smoother = LandmarkSmoother(landmark_smoothing) if landmark_smoothing > 0 else None
+    with torch.inference_mode():
+        crops, faces = detect_and_align(
+            detector, _rgb(images), crop_size,
+            detect=detect_options(score_threshold, min_face_size, selection, max_faces),
+            crop_source=_rgb(upscaled), smoother=smoother, progress=progress,
+        )
+    return bchw_to_comfy(crops), faces
+
+
+def paste_comfy_images(
+    images: torch.Tensor,
+    faces: AlignedFaces,
+    restored: torch.Tensor,
+    *,
+    fidelity: float = 1.0,
+    upscale_factor: float = 1.0,
+    progress: Progress | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GPEN Paste Faces: (IMAGE, faces, restored crops IMAGE) in; (IMAGE, MASK) out.
+
+    ``images`` are the images the faces were found in (then resized by ``upscale_factor``), or an
+    upscaled copy of them (the scale is read from the sizes; ``upscale_factor`` must then be 1 or that
+    scale). Restored crops of any size are resized to the faces' crop size; there must be one per face.
+    """
+    rgb = _rgb(images)
+    assert rgb is not None
+    if rgb.shape[0] != faces.num_images:
+        raise ValueError(
+            f"image has {rgb.shape[0]} frame(s) but the faces were found in {faces.num_images}: connect the "
+            "image (or its upscaled copy) that went into GPEN Detect & Align Faces"
+        )
+    source = faces.source_sizes[0] if faces.num_images else tuple(rgb.shape[-2:])
+    given = tuple(rgb.shape[-2:])
+    height, width = paste_size(source, upscale_factor, None if given == source else given)
+    crops = _rgb(restored)
+    assert crops is not None
+    if crops.shape[0] != len(faces):
+        raise ValueError(
+            f"restored_faces has {crops.shape[0]} crop(s) but {len(faces)} face(s) were detected: connect the crops "
+            "of GPEN Detect & Align Faces after your restoration node, one per face, in the same order"
+        )
+    size = faces.crop_size
+    buffer, out = _output_buffer(images, height, width)
+    with torch.inference_mode():
+        targets = resize(rgb, height, width)
+        _, masks = paste_back(
+            targets, resize(crops, size, size), faces, fidelity=fidelity, out=out, progress=progress
+        )
+    return buffer, masks.float().cpu()
+
+
+def restore_comfy_images(
+    model: GPEN,
+    detector,
+    images: torch.Tensor,
+    *,
+    fidelity: float = 1.0,
+    score_threshold: float = 0.0,
+    min_face_size: float = 0.0,
+    selection: str = "all",
+    max_faces: int = 0,
+    upscale_factor: float = 1.0,
+    upscaled: torch.Tensor | None = None,
+    landmark_smoothing: float = 0.0,
+    keep_crops: bool = True,
+    tile_size: int = AUTO_TILE,
+    memory_budget: int | None = None,
+    face_batch: int | None = None,
+    chunk_frames: int | None = None,
+    progress: Progress | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """GPEN Face Restore: IMAGE in; (IMAGE, crops before, crops after, MASK) out.
+
+    The same steps as Detect & Align -> (GPEN) -> Paste, chunk by chunk of frames. Crops are
+    ``(N, S, S, 3)`` over all faces of all images (``N`` may be 0), or ``(0, S, S, 3)`` when
+    ``keep_crops`` is off (long videos: nothing grows with the frame count but the output).
+    """
+    rgb = _rgb(images)
+    up = _rgb(upscaled)
+    assert rgb is not None
+    height, width = paste_size(tuple(rgb.shape[-2:]), upscale_factor, None if up is None else tuple(up.shape[-2:]))
+    buffer, out = _output_buffer(images, height, width)
+    with torch.inference_mode():
+        result = restore_faces(
+            model, detector, rgb, detect=detect_options(score_threshold, min_face_size, selection, max_faces),
+            fidelity=fidelity, upscale_factor=upscale_factor, upscaled=up, landmark_smoothing=landmark_smoothing,
+            keep_crops=keep_crops, chunk_frames=chunk_frames, tile_size=core_tile_size(tile_size),
+            memory_budget=memory_budget, face_batch=face_batch, out=out, progress=progress,
+        )
+    size = model.config.size
+    empty = torch.zeros((0, size, size, 3))
+    before = empty if result.crops is None else bchw_to_comfy(result.crops)
+    after = empty if result.restored is None else bchw_to_comfy(result.restored)
+    return buffer, before, after, result.masks.float().cpu()
+
+
+def linked_outputs(prompt: dict[str, Any] | None, node_id: str | None) -> set[int] | None:
+    """Which outputs of node ``node_id`` some node of the API-format ``prompt`` takes as input.
+
+    ``None`` when unknown (no prompt or id): the caller then computes every output.
+    """
+    if prompt is None or node_id is None:
+        return None
+    used: set[int] = set()
+    for node in prompt.values():
+        for value in (node.get("inputs") or {}).values() if isinstance(node, dict) else ():
+            if isinstance(value, list) and len(value) == 2 and str(value[0]) == str(node_id) and isinstance(value[1], int):
+                used.add(value[1])
+    return used

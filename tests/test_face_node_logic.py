@@ -1,0 +1,92 @@
+"""Face node logic without ComfyUI: Detect & Align -> Enhance -> Paste equals Face Restore, bit for bit."""
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import torch
+
+from helpers import TINY
+from standins import TemplateFaceDetector
+
+
+@pytest.fixture(scope="module")
+def logic(pack):
+    return importlib.import_module("comfyui_gpen.nodes.face_logic")
+
+
+@pytest.fixture(scope="module")
+def model(pack):
+    core = importlib.import_module("comfyui_gpen.gpen_core")
+    return core.build_model(core.seeded_state_dict(TINY, 4))
+
+
+@pytest.fixture(scope="module")
+def frames() -> torch.Tensor:
+    """Three RGBA frames (B, H, W, 4): alpha must come through too."""
+    return torch.rand(3, 72, 96, 4, generator=torch.Generator().manual_seed(0))
+
+
+def split_path(pack, logic, model, images, *, upscaled=None, upscale_factor=1.0, fidelity=0.6):
+    crops, faces = logic.detect_comfy_images(TemplateFaceDetector(0.6), images, model.config.size, upscaled=upscaled)
+    restored = pack.nodes.logic.enhance_comfy_images(model, crops, tile_size=32)
+    target = images if upscaled is None else upscaled
+    return logic.paste_comfy_images(target, faces, restored, fidelity=fidelity, upscale_factor=upscale_factor)
+
+
+@pytest.mark.parametrize("upscale_factor", [1.0, 1.5])
+def test_detect_enhance_paste_equals_face_restore(pack, logic, model, frames, upscale_factor):
+    out, before, after, mask = logic.restore_comfy_images(
+        model, TemplateFaceDetector(0.6), frames, fidelity=0.6, tile_size=32, upscale_factor=upscale_factor
+    )
+    split_out, split_mask = split_path(pack, logic, model, frames, upscale_factor=upscale_factor)
+    size = (round(72 * upscale_factor), round(96 * upscale_factor))
+    assert out.shape == (3, *size, 4) and mask.shape == (3, *size) and before.shape == after.shape == (3, 64, 64, 3)
+    assert torch.equal(out, split_out) and torch.equal(mask, split_mask)
+    outside = mask == 0
+    assert 0 < float(outside.float().mean()) < 1
+    if upscale_factor == 1.0:
+        assert torch.equal(out[outside], frames[outside])
+    assert torch.equal(out[..., 3], split_out[..., 3])  # alpha carried (and resized)
+
+
+def test_detect_enhance_paste_equals_face_restore_with_an_upscaled_image(pack, logic, model, frames):
+    upscaled = torch.rand(3, 144, 192, 3, generator=torch.Generator().manual_seed(1))
+    out, _, _, mask = logic.restore_comfy_images(
+        model, TemplateFaceDetector(0.6), frames, fidelity=0.6, tile_size=32, upscaled=upscaled
+    )
+    split_out, split_mask = split_path(pack, logic, model, frames, upscaled=upscaled)
+    # Face Restore carries the alpha of image; the paste here goes into the upscaled image, which has none
+    assert torch.equal(out[..., :3], split_out) and torch.equal(mask, split_mask)
+    outside = mask == 0
+    assert out.shape == (3, 144, 192, 4)
+    assert torch.equal(out[..., :3][outside], upscaled[outside])
+
+
+def test_crops_can_be_dropped_for_long_videos(logic, model, frames):
+    kept = logic.restore_comfy_images(model, TemplateFaceDetector(0.6), frames, tile_size=32)
+    dropped = logic.restore_comfy_images(model, TemplateFaceDetector(0.6), frames, tile_size=32, keep_crops=False)
+    assert dropped[1].shape == dropped[2].shape == (0, 64, 64, 3)
+    assert torch.equal(kept[0], dropped[0]) and torch.equal(kept[3], dropped[3])
+
+
+def test_paste_takes_crops_of_any_size_and_names_a_count_mismatch(logic, frames):
+    images = frames[..., :3]
+    crops, faces = logic.detect_comfy_images(TemplateFaceDetector(0.6), images, 64)
+    out, mask = logic.paste_comfy_images(images, faces, crops.repeat_interleave(2, 1).repeat_interleave(2, 2))
+    assert out.shape == images.shape and mask.shape == images.shape[:3]
+    with pytest.raises(ValueError, match="restored_faces has 2 crop.*3 face"):
+        logic.paste_comfy_images(images, faces, crops[:2])
+    with pytest.raises(ValueError, match="image has 2 frame.*found in 3"):
+        logic.paste_comfy_images(images[:2], faces, crops)
+
+
+def test_linked_outputs_reads_the_prompt(logic):
+    prompt = {
+        "3": {"class_type": "GPENFaceRestore", "inputs": {"image": ["1", 0]}},
+        "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0]}},
+        "5": {"class_type": "PreviewImage", "inputs": {"images": ["3", 2]}},
+    }
+    assert logic.linked_outputs(prompt, "3") == {0, 2}
+    assert logic.linked_outputs(prompt, "4") == set()
+    assert logic.linked_outputs(None, "3") is None
