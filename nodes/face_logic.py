@@ -5,7 +5,8 @@ is carried through, resized with the image when the faces are pasted at a larger
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -25,9 +26,15 @@ from .logic import AUTO_TILE, bchw_to_comfy, comfy_to_bchw, core_tile_size
 Progress = Callable[[int, int], None]
 
 
-def detect_options(score_threshold: float, min_face_size: float, selection: str, max_faces: int) -> DetectOptions:
-    """Widget values (0 = detector default / no limit) -> core detection options."""
-    return DetectOptions(score_threshold or None, min_face_size, selection, max_faces or None)  # type: ignore[arg-type]
+def detect_options(
+    score_threshold: float, min_face_size: float, selection: str, max_faces: int, face_indices: str, max_face_size: float
+) -> DetectOptions:
+    """Widget values (0 = detector default / no bound / no limit) -> core detection options (checked now)."""
+    options = DetectOptions(
+        score_threshold or None, min_face_size, selection, max_faces or None, face_indices, max_face_size
+    )
+    options.face_selection()  # a bad index list or order fails here, before any model runs
+    return options
 
 
 def _rgb(images: torch.Tensor | None) -> torch.Tensor | None:
@@ -63,8 +70,10 @@ def detect_comfy_images(
     *,
     score_threshold: float = 0.0,
     min_face_size: float = 0.0,
-    selection: str = "all",
+    selection: str = "score",
     max_faces: int = 0,
+    face_indices: str = "",
+    max_face_size: float = 0.0,
     landmark_smoothing: float = 0.0,
     upscaled: torch.Tensor | None = None,
     progress: Progress | None = None,
@@ -78,7 +87,7 @@ def detect_comfy_images(
     with torch.inference_mode():
         crops, faces = detect_and_align(
             detector, _rgb(images), crop_size,
-            detect=detect_options(score_threshold, min_face_size, selection, max_faces),
+            detect=detect_options(score_threshold, min_face_size, selection, max_faces, face_indices, max_face_size),
             crop_source=_rgb(upscaled), smoother=smoother, progress=progress,
         )
     return bchw_to_comfy(crops), faces
@@ -134,8 +143,10 @@ def restore_comfy_images(
     fidelity: float = 1.0,
     score_threshold: float = 0.0,
     min_face_size: float = 0.0,
-    selection: str = "all",
+    selection: str = "score",
     max_faces: int = 0,
+    face_indices: str = "",
+    max_face_size: float = 0.0,
     upscale_factor: float = 1.0,
     upscaled: torch.Tensor | None = None,
     landmark_smoothing: float = 0.0,
@@ -159,7 +170,8 @@ def restore_comfy_images(
     buffer, out = _output_buffer(images, height, width)
     with torch.inference_mode():
         result = restore_faces(
-            model, detector, rgb, detect=detect_options(score_threshold, min_face_size, selection, max_faces),
+            model, detector, rgb,
+            detect=detect_options(score_threshold, min_face_size, selection, max_faces, face_indices, max_face_size),
             fidelity=fidelity, upscale_factor=upscale_factor, upscaled=up, landmark_smoothing=landmark_smoothing,
             keep_crops=keep_crops, chunk_frames=chunk_frames, tile_size=core_tile_size(tile_size),
             memory_budget=memory_budget, face_batch=face_batch, out=out, progress=progress,

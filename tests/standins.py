@@ -42,7 +42,7 @@ class TemplateFaceDetector:
     def __init__(self, fraction: float = 0.5) -> None:
         self.fraction = fraction
 
-    def detect_rgb255(self, image, score_threshold, min_face_size):
+    def detect_rgb255(self, image, score_threshold, min_face_size, progress=None):
         h, w = image.shape[-2:]
         if float(image.max()) == float(image.min()):
             return FaceDetections.empty((h, w))
@@ -65,7 +65,7 @@ class BrightRegionDetector:
         self.jitter = jitter
         self.generator = torch.Generator().manual_seed(seed)
 
-    def detect_rgb255(self, image, score_threshold, min_face_size):
+    def detect_rgb255(self, image, score_threshold, min_face_size, progress=None):
         h, w = image.shape[-2:]
         lit = image.amax(dim=0) > 0
         rows, cols = lit.any(dim=1).nonzero().flatten(), lit.any(dim=0).nonzero().flatten()

@@ -6,7 +6,6 @@ import sys
 
 import pytest
 import torch
-
 from helpers import TINY
 
 

@@ -19,20 +19,27 @@ from .detection import (
     detect_faces,
     load_detector,
 )
-from .paste import official_paste_mask, paste_faces
 from .faces import AlignedFaces
-from .restore import DetectOptions, RestoredBatch, detect_and_align, paste_back, restore_crops, restore_faces
+from .paste import official_paste_mask, paste_faces
+from .restore import (
+    DetectOptions,
+    RestoredBatch,
+    detect_and_align,
+    paste_back,
+    restore_crops,
+    restore_faces,
+)
 from .tracking import LandmarkSmoother
 
 __all__ = [
-    "AlignedFaces",
-    "LandmarkSmoother",
     "DETECTOR_NAMES",
     "FACE_ORDERS",
+    "AlignedFaces",
     "DetectOptions",
     "FaceDetections",
     "FaceDetector",
     "FaceSelection",
+    "LandmarkSmoother",
     "RestoredBatch",
     "detect_and_align",
     "detect_faces",

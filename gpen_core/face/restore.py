@@ -14,9 +14,8 @@ temporal landmark smoothing (:mod:`gpen_core.face.tracking`) from chunk to chunk
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -304,7 +303,7 @@ def paste_size(source: tuple[int, int], upscale_factor: float, upscaled: tuple[i
     if upscaled is None:
         return upscaled_size(*source, upscale_factor)
     target = (int(upscaled[0]), int(upscaled[1]))
-    scale_y, scale_x = image_scale(source, target, name="the upscaled image")
+    _, scale_x = image_scale(source, target, name="the upscaled image")
     expected = (source[0] * upscale_factor, source[1] * upscale_factor)
     if upscale_factor != 1.0 and max(abs(t - e) for t, e in zip(target, expected)) > 1.0:
         raise ValueError(

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import TINY
+from standins import IdentityGPEN, TemplateFaceDetector
 
 import gpen_core as g
-from gpen_core.face.faces import AlignedFaces, image_scale, scale_matrices
 from gpen_core.face.align import apply_affine
+from gpen_core.face.faces import AlignedFaces, image_scale, scale_matrices
 from gpen_core.face.restore import (
     detect_and_align,
     paste_back,
@@ -16,8 +18,6 @@ from gpen_core.face.restore import (
 )
 from gpen_core.images.files import read_image
 from gpen_core.images.tensors import resize
-from helpers import TINY
-from standins import IdentityGPEN, TemplateFaceDetector
 
 
 @pytest.fixture(scope="module")
