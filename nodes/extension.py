@@ -7,13 +7,8 @@ from .model_folders import register_model_folders
 
 register_model_folders()
 
-from .comfy_nodes import GPENBenchmark, GPENEnhance, GPENVRAMReport, LoadGPENModel
-from .face_nodes import (
-    GPENDetectAlignFaces,
-    GPENFaceRestore,
-    GPENPasteFaces,
-    LoadFaceDetector,
-)
+from .comfy_nodes import GPENBenchmark, GPENEnhance, GPENVRAMReport, LoadGPENModel  # noqa: E402
+from .face_nodes import GPENDetectAlignFaces, GPENFaceRestore, GPENPasteFaces, LoadFaceDetector  # noqa: E402
 
 
 class GPENExtension(ComfyExtension):

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from ..gpen_core.arch.generator import GPEN
-from ..gpen_core.face.faces import AlignedFaces
+from ..gpen_core.face.faces import AlignedFaces, size_of
 from ..gpen_core.face.restore import (
     DetectOptions,
     detect_and_align,
@@ -27,7 +27,8 @@ Progress = Callable[[int, int], None]
 
 
 def detect_options(
-    score_threshold: float, min_face_size: float, selection: str, max_faces: int, face_indices: str, max_face_size: float
+    score_threshold: float, min_face_size: float, selection: str, max_faces: int, face_indices: str,
+    max_face_size: float,
 ) -> DetectOptions:
     """Widget values (0 = detector default / no bound / no limit) -> core detection options (checked now)."""
     options = DetectOptions(
@@ -37,10 +38,8 @@ def detect_options(
     return options
 
 
-def _rgb(images: torch.Tensor | None) -> torch.Tensor | None:
-    """ComfyUI IMAGE -> ``(B, 3, H, W)`` float RGB (a view when it can be), or None."""
-    if images is None:
-        return None
+def _rgb(images: torch.Tensor) -> torch.Tensor:
+    """ComfyUI IMAGE -> ``(B, 3, H, W)`` float RGB (a view when it can be)."""
     rgb, _ = split_alpha(comfy_to_bchw(images))
     return rgb.float()
 
@@ -88,7 +87,7 @@ def detect_comfy_images(
         crops, faces = detect_and_align(
             detector, _rgb(images), crop_size,
             detect=detect_options(score_threshold, min_face_size, selection, max_faces, face_indices, max_face_size),
-            crop_source=_rgb(upscaled), smoother=smoother, progress=progress,
+            crop_source=None if upscaled is None else _rgb(upscaled), smoother=smoother, progress=progress,
         )
     return bchw_to_comfy(crops), faces
 
@@ -109,17 +108,15 @@ def paste_comfy_images(
     scale). Restored crops of any size are resized to the faces' crop size; there must be one per face.
     """
     rgb = _rgb(images)
-    assert rgb is not None
     if rgb.shape[0] != faces.num_images:
         raise ValueError(
             f"image has {rgb.shape[0]} frame(s) but the faces were found in {faces.num_images}: connect the "
             "image (or its upscaled copy) that went into GPEN Detect & Align Faces"
         )
-    source = faces.source_sizes[0] if faces.num_images else tuple(rgb.shape[-2:])
-    given = tuple(rgb.shape[-2:])
+    given = size_of(rgb)
+    source = faces.source_sizes[0] if faces.num_images else given
     height, width = paste_size(source, upscale_factor, None if given == source else given)
     crops = _rgb(restored)
-    assert crops is not None
     if crops.shape[0] != len(faces):
         raise ValueError(
             f"restored_faces has {crops.shape[0]} crop(s) but {len(faces)} face(s) were detected: connect the crops "
@@ -164,9 +161,8 @@ def restore_comfy_images(
     ``keep_crops`` is off (long videos: nothing grows with the frame count but the output).
     """
     rgb = _rgb(images)
-    up = _rgb(upscaled)
-    assert rgb is not None
-    height, width = paste_size(tuple(rgb.shape[-2:]), upscale_factor, None if up is None else tuple(up.shape[-2:]))
+    up = None if upscaled is None else _rgb(upscaled)
+    height, width = paste_size(size_of(rgb), upscale_factor, None if up is None else size_of(up))
     buffer, out = _output_buffer(images, height, width)
     with torch.inference_mode():
         result = restore_faces(
@@ -193,6 +189,7 @@ def linked_outputs(prompt: dict[str, Any] | None, node_id: str | None) -> set[in
     used: set[int] = set()
     for node in prompt.values():
         for value in (node.get("inputs") or {}).values() if isinstance(node, dict) else ():
-            if isinstance(value, list) and len(value) == 2 and str(value[0]) == str(node_id) and isinstance(value[1], int):
+            linked = isinstance(value, list) and len(value) == 2 and isinstance(value[1], int)
+            if linked and str(value[0]) == str(node_id):
                 used.add(value[1])
     return used

@@ -47,7 +47,8 @@ def selection_inputs() -> list:
         io.Float.Input("score_threshold", default=0.0, min=0.0, max=0.99, step=0.01,
                        tooltip="detector confidence; 0 = the detector's default (RetinaFace 0.97, MTCNN 0.7)"),
         io.Int.Input("min_face_size", default=0, min=0, max=4096,
-                     tooltip="ignore faces whose box side (the larger of width and height) is smaller (px); 0 = no bound"),
+                     tooltip="ignore faces whose box side (the larger of width and height) is smaller (px); "
+                             "0 = no bound"),
         io.Combo.Input("selection", options=list(SELECTION_OPTIONS), default="score",
                        tooltip="the order faces are numbered (face_indices) and kept (max_faces) in: score (detector "
                                "confidence; 'all' in older workflows), largest, left_to_right ... center"),

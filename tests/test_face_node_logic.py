@@ -5,8 +5,9 @@ import importlib
 
 import pytest
 import torch
-from helpers import TINY
 from standins import IdentityGPEN, TemplateFaceDetector
+
+from helpers import TINY
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,12 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["AlignedFaces", "image_scale", "scale_matrices"]
+__all__ = ["AlignedFaces", "image_scale", "scale_matrices", "size_of"]
+
+
+def size_of(images: torch.Tensor) -> tuple[int, int]:
+    """``(height, width)`` of ``(..., H, W)`` images."""
+    return int(images.shape[-2]), int(images.shape[-1])
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,7 @@ class AlignedFaces:
             offsets.append(total)
             total += part.num_images
         return cls(
-            torch.cat([part.image_index + offset for part, offset in zip(parts, offsets)]),
+            torch.cat([part.image_index + offset for part, offset in zip(parts, offsets, strict=True)]),
             torch.cat([part.matrices for part in parts]),
             torch.cat([part.boxes for part in parts]),
             torch.cat([part.landmarks for part in parts]),

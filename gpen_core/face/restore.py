@@ -28,7 +28,7 @@ from .align import reference_points, similarity_transform, warp_faces
 from .detection.api import detect_faces
 from .detection.detectors import FaceDetector
 from .detection.selection import FaceSelection
-from .faces import AlignedFaces, image_scale, scale_matrices
+from .faces import AlignedFaces, image_scale, scale_matrices, size_of
 from .paste import paste_faces
 from .tracking import LandmarkSmoother
 
@@ -130,7 +130,7 @@ def detect_and_align(
         _check_images(crop_source, "crop_source")
         if crop_source.shape[0] != count:
             raise ValueError(f"crop_source has {crop_source.shape[0]} image(s) but images has {count}")
-    scale = image_scale((height, width), tuple(source.shape[-2:]), name="the upscaled image")
+    scale = image_scale((height, width), size_of(source), name="the upscaled image")
     template = reference_points(crop_size, dtype=torch.float64)
     selection = detect.face_selection()
     index, matrices, boxes, landmarks, scores = [], [], [], [], []
@@ -252,7 +252,9 @@ def paste_back(
     count, _, height, width = targets.shape
     size = faces.crop_size
     if count != faces.num_images:
-        raise ValueError(f"the faces were found in {faces.num_images} image(s) but {count} image(s) were given to paste into")
+        raise ValueError(
+            f"the faces were found in {faces.num_images} image(s) but {count} image(s) were given to paste into"
+        )
     if restored.dim() != 4 or restored.shape[0] != len(faces) or restored.shape[1:] != (3, size, size):
         raise ValueError(
             f"restored crops must be ({len(faces)}, 3, {size}, {size}) (one per face, the crop size); "
@@ -305,7 +307,7 @@ def paste_size(source: tuple[int, int], upscale_factor: float, upscaled: tuple[i
     target = (int(upscaled[0]), int(upscaled[1]))
     _, scale_x = image_scale(source, target, name="the upscaled image")
     expected = (source[0] * upscale_factor, source[1] * upscale_factor)
-    if upscale_factor != 1.0 and max(abs(t - e) for t, e in zip(target, expected)) > 1.0:
+    if upscale_factor != 1.0 and max(abs(t - e) for t, e in zip(target, expected, strict=True)) > 1.0:
         raise ValueError(
             f"upscale_factor is {upscale_factor:g} but the upscaled image is {target[1]}x{target[0]}, "
             f"{scale_x:.4g} times the {source[1]}x{source[0]} image the faces are found in; set upscale_factor "
@@ -376,8 +378,10 @@ def restore_faces(
     if upscaled is not None:
         _check_images(upscaled, "upscaled image")
         if upscaled.shape[0] != count:
-            raise ValueError(f"the upscaled image batch has {upscaled.shape[0]} image(s) but the image batch has {count}")
-    out_h, out_w = paste_size((height, width), upscale_factor, None if upscaled is None else upscaled.shape[-2:])
+            raise ValueError(
+                f"the upscaled image batch has {upscaled.shape[0]} image(s) but the image batch has {count}"
+            )
+    out_h, out_w = paste_size((height, width), upscale_factor, None if upscaled is None else size_of(upscaled))
     if chunk_frames is None:
         chunk_frames = chunk_frames_for(height, width, out_h, out_w)
     if chunk_frames < 1:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import TINY
 from standins import IdentityGPEN, TemplateFaceDetector
 
 import gpen_core as g
@@ -18,15 +17,12 @@ from gpen_core.face.restore import (
 )
 from gpen_core.images.files import read_image
 from gpen_core.images.tensors import resize
+from helpers import TINY, psnr
 
 
 @pytest.fixture(scope="module")
 def portrait(photos_dir) -> torch.Tensor:
     return read_image(photos_dir / "portrait-1947.png")[:3]  # (3, 439, 328)
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(10 * torch.log10(1 / (a - b).double().pow(2).mean()))
 
 
 def test_restore_faces_is_the_three_steps(portrait, tiny_model):
@@ -92,7 +88,9 @@ def test_a_stretched_upscaled_image_is_refused(portrait):
 
 def test_scale_matrices_follow_the_resize_convention():
     """A source point p sits at (p + 0.5) * s - 0.5 in the resized copy; both land on the same crop point."""
-    matrices = torch.tensor([[[0.8, -0.3, 12.0], [0.3, 0.8, -7.0]], [[1.5, 0.0, 3.0], [0.0, 1.5, 4.0]]], dtype=torch.float64)
+    matrices = torch.tensor(
+        [[[0.8, -0.3, 12.0], [0.3, 0.8, -7.0]], [[1.5, 0.0, 3.0], [0.0, 1.5, 4.0]]], dtype=torch.float64
+    )
     points = torch.rand(2, 7, 2, dtype=torch.float64) * 100
     scale = torch.tensor([2.5, 1.75], dtype=torch.float64)  # (x, y)
     moved = (points + 0.5) * scale - 0.5
