@@ -12,12 +12,15 @@ import pytest
 import torch
 from PIL import Image
 
+import gpen_core as g
 from gpen_core.face.detection import mtcnn_pipeline
 from gpen_core.face.detection.api import detect_faces
 from gpen_core.face.detection.detectors import MTCNNDetector, RetinaFaceDetector
 from gpen_core.face.detection.mtcnn import load_mtcnn_nets
 from gpen_core.face.detection.mtcnn_pipeline import pyramid_scales
 from gpen_core.face.detection.retinaface import RetinaFaceNet
+from gpen_core.face.restore import restore_faces
+from helpers import TINY
 
 
 class Cancelled(Exception):
@@ -125,3 +128,13 @@ def test_large_scales_run_in_strips_with_a_cancel_point_after_each(
     with count_forwards(mtcnn.nets.pnet) as runs, pytest.raises(Cancelled):
         detect_faces(mtcnn, solvay, progress=CancelAfter(2))  # after the first strip of the first scale
     assert runs == [1]
+
+
+def test_restore_faces_cancels_during_detection_before_any_gpen_forward(mtcnn: MTCNNDetector,
+                                                                        solvay: torch.Tensor) -> None:
+    """restore_faces hands its progress callback to detection: a cancel there stops the run before GPEN."""
+    model = g.build_model(g.seeded_state_dict(TINY, 7))
+    progress = CancelAfter(3)
+    with count_forwards(model, mtcnn.nets.pnet) as runs, pytest.raises(Cancelled):
+        restore_faces(model, mtcnn, (solvay.float() / 255)[None], progress=progress)
+    assert runs == [0, 2]  # two pyramid scales, then the cancel
