@@ -65,8 +65,8 @@ class LoadGPENModel(io.ComfyNode):
             node_id="GPENModelLoader",
             display_name="Load GPEN Model",
             category="GPEN",
-            description="Load a GPEN generator (.pth/.pt/.safetensors) from models/gpen; size and width are read "
-                        "from the weights.",
+            description="Load a GPEN generator (.pth/.pt/.safetensors) from models/gpen (or a GPEN-named file in "
+                        "models/facerestore_models); size and width are read from the weights.",
             inputs=[
                 io.Combo.Input("model_name", options=files, default=DEFAULT_MODEL if DEFAULT_MODEL in files else None,
                                tooltip="official GPEN-BFR-256/512/1024/2048 (or colorization/inpainting/Seg2face) "

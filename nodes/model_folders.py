@@ -1,4 +1,6 @@
-"""Model folders in ComfyUI's ``folder_paths``: ``models/gpen`` and ``models/facedetection``."""
+"""Model folders in ComfyUI's ``folder_paths``: ``models/gpen``, ``models/facedetection``, and
+``models/facerestore_models`` where other face-restoration packs (GPENO, ReActor, facerestore_cf) keep
+GPEN files. Paths from ``extra_model_paths.yaml`` count for every one of them."""
 from __future__ import annotations
 
 import os
@@ -6,7 +8,9 @@ import os
 import folder_paths
 
 MODEL_EXTENSIONS = {".pth", ".pt", ".safetensors"}
-FOLDERS = ("gpen", "facedetection")
+FACERESTORE = "facerestore_models"
+"""Shared with other packs: only files whose names say GPEN are listed from it (not CodeFormer, GFPGAN ...)."""
+FOLDERS = ("gpen", "facedetection", FACERESTORE)
 
 
 def register_model_folders() -> None:
@@ -26,21 +30,39 @@ def register_model_folders() -> None:
             folder_paths.folder_names_and_paths[name] = ([default], set(MODEL_EXTENSIONS))
 
 
+def is_gpen_file(name: str) -> bool:
+    """A weights file whose name says GPEN (``GPEN-BFR-512.pth``, ``sub/gpen_bfr_256.safetensors``)."""
+    base = os.path.basename(name)
+    return "gpen" in base.lower() and os.path.splitext(base)[1].lower() in MODEL_EXTENSIONS
+
+
 def gpen_files() -> list[str]:
-    return folder_paths.get_filename_list("gpen")
+    """Every file of the ``gpen`` folders, then the GPEN-named files of the ``facerestore_models`` folders."""
+    names = list(folder_paths.get_filename_list("gpen"))
+    shared = [n for n in folder_paths.get_filename_list(FACERESTORE) if is_gpen_file(n) and n not in names]
+    return names + shared
 
 
 def gpen_path(name: str) -> str:
-    """Full path of a file of the ``gpen`` folders; the error names the folders searched."""
+    """Full path of a file listed by :func:`gpen_files` (``gpen`` folders first); the error names the folders."""
     path = folder_paths.get_full_path("gpen", name)
+    if path is None and is_gpen_file(name):
+        path = folder_paths.get_full_path(FACERESTORE, name)
     if path is None:
-        folders = ", ".join(folder_paths.get_folder_paths("gpen"))
+        folders = ", ".join([*folder_paths.get_folder_paths("gpen"), *folder_paths.get_folder_paths(FACERESTORE)])
         raise FileNotFoundError(
             f"GPEN model {name!r} not found in {folders}. Put the official GPEN-BFR-512.pth (or another "
-            "GPEN generator .pth/.safetensors) there and refresh."
+            "GPEN generator .pth/.safetensors) in models/gpen (or a GPEN-named file in models/facerestore_models) "
+            "and refresh."
         )
     return path
 
 
+def gpen_folders() -> list[str]:
+    """The ``gpen`` folders (e.g. where the official repository's ``ParseNet-latest.pth`` sits beside the weights)."""
+    return list(folder_paths.get_folder_paths("gpen"))
+
+
 def facedetection_folders() -> list[str]:
+    """The ``facedetection`` folders: face detectors and face parsers (facexlib's file names)."""
     return list(folder_paths.get_folder_paths("facedetection"))
