@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from ..arch.generator import GPEN
-from ..checks import check_range, check_shape
+from ..checks import check_image, check_range, check_shape
 from ..enhance import enhance_images
 from ..images.tensors import resize
 from ..runtime.strategy import Strategy, estimate_peak_bytes, free_memory_bytes
@@ -87,10 +87,18 @@ class RestoredBatch:
     restored: torch.Tensor | None
 
 
+CHECK_FRAMES = 8
+"""Frames whose values are checked at a time (a long video is never copied whole for the check)."""
+
+
 def _check_images(images: torch.Tensor, name: str) -> None:
     check_shape(images, ["B", "3", "H", "W"], name, "RGB float in [0, 1] (split off alpha first)")
-    if not images.dtype.is_floating_point:
-        raise ValueError(f"{name} must be float in [0, 1]; got {images.dtype}")
+    if images.dtype == torch.uint8:  # whole photos are read in place, chunk by chunk: no converted copy
+        raise TypeError(f"{name} must be float in [0, 1] here; got torch.uint8 (pass images.float() / 255)")
+    if images.shape[0] == 0:
+        check_image(images, name)  # raises: empty
+    for start in range(0, images.shape[0], CHECK_FRAMES):  # finite, in [0, 1]: the one rule (checks.py)
+        check_image(images[start : start + CHECK_FRAMES], name)
 
 
 def detect_and_align(

@@ -241,6 +241,40 @@ def test_corpus_uint8_means_0_to_255(tiny_state, pack):
     assert torch.allclose(node, as_float.movedim(1, -1), atol=1e-5)
 
 
+class NoFaceDetector:
+    """A detector that must not be reached: bad images are refused before detection."""
+
+    name, device, default_score_threshold = "unreachable", torch.device("cpu"), 0.5
+
+    def detect_rgb255(self, *args, **kwargs):
+        raise AssertionError("detection ran on a bad input")
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TENSORS))
+def test_corpus_tensor_core_restore(guarded_model, case):
+    from gpen_core.face.restore import restore_faces
+
+    make, error, message = BAD_TENSORS[case]
+    with pytest.raises(error, match="images " + message):
+        restore_faces(guarded_model, NoFaceDetector(), make())
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TENSORS))
+def test_corpus_tensor_node_restore(pack, guarded_model, case):
+    make, error, message = BAD_TENSORS[case]
+    if case == "int64 pixels":  # the node takes ComfyUI's float IMAGE: .float() first, so the range speaks
+        error, message = ValueError, r"must hold values in \[0, 1\]"
+    with pytest.raises(error, match=message):
+        node_restore(pack)(guarded_model, NoFaceDetector(), make().movedim(1, -1))
+
+
+def test_corpus_uint8_in_restore_is_refused_with_the_fix(guarded_model):
+    from gpen_core.face.restore import restore_faces
+
+    with pytest.raises(TypeError, match=r"images must be float in \[0, 1\] here; got torch.uint8 \(pass images.float"):
+        restore_faces(guarded_model, NoFaceDetector(), torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
+
+
 @pytest.mark.parametrize("shape, message", [((1, 5, 8, 8), r"C in 1..4"), ((3, 8, 8), r"\(B, C, H, W\)")])
 def test_corpus_tensor_bad_layout(guarded_model, shape, message):
     with pytest.raises(ValueError, match=message):
