@@ -21,14 +21,23 @@ from gpen_core.runtime.strategy import (
     run_with_ladder,
 )
 
+ESTIMATE_CONFIG = g.GPENConfig(128, 2, 0.25)
+
+
+@pytest.fixture(scope="module")
+def estimate_models() -> dict[torch.dtype, g.GPEN]:
+    """One model per dtype for the estimate tests (the seeded weights take longer than a forward)."""
+    state = g.seeded_state_dict(ESTIMATE_CONFIG, 1)
+    return {dtype: g.build_model(state).set_dtype(dtype) for dtype in (torch.float32, torch.bfloat16)}
+
 
 @pytest.mark.parametrize(
     "strategy", [Strategy(), Strategy(64), Strategy(64, True), Strategy(32, True), Strategy(None, True)]
 )
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_estimate_is_an_upper_bound(strategy, dtype):
-    config = g.GPENConfig(128, 2, 0.25)
-    model = g.build_model(g.seeded_state_dict(config, 1)).set_dtype(dtype)
+def test_estimate_is_an_upper_bound(strategy, dtype, estimate_models):
+    config = ESTIMATE_CONFIG
+    model = estimate_models[dtype]
     x = g.seeded_input(128, 1, batch=2)
     with torch.inference_mode():
         _, measured = peak_memory(
