@@ -118,8 +118,10 @@ class _BatchProgress:
 def _forward(runner: CheckedRun, chunk: torch.Tensor, overlap: int | None, tracker: _BatchProgress,
              strategy: Strategy) -> torch.Tensor:
     tracker.steps = tiles_per_image(chunk.shape[-1], strategy)
-    return runner(chunk, tile_size=strategy.tile_size, overlap=overlap, recompute=strategy.recompute,
-                  progress=tracker)
+    tiled = strategy.tile_size is not None or strategy.recompute
+    # An untiled forward is exact: a halo limit has no tile edge to apply to (``"auto"`` may choose it).
+    return runner(chunk, tile_size=strategy.tile_size, overlap=overlap if tiled else None,
+                  recompute=strategy.recompute, progress=tracker)
 
 
 @overload
@@ -180,6 +182,8 @@ def enhance_images(
         NonFiniteOutputError: see :class:`CheckedRun`.
     """
     started = time.perf_counter()
+    if overlap is not None and tile_size is None and not recompute:
+        raise ValueError("overlap only applies to a tiled forward; give tile_size (or 0/'auto') too")
     images = image_as_float(images, "images")  # finite, in [0, 1] (uint8: / 255): checked before anything runs
     rgb, alpha = split_alpha(images)
     s = model.config.size

@@ -20,6 +20,7 @@ from gpen_core.runtime.strategy import (
     plan_strategy,
     run_with_ladder,
 )
+from helpers import TINY
 
 ESTIMATE_CONFIG = g.GPENConfig(128, 2, 0.25)
 
@@ -156,3 +157,17 @@ def test_a_failed_rung_frees_its_tensors_before_the_next():
         return torch.zeros(1)
 
     assert run_with_ladder(run, Strategy(), 256).tried == [Strategy(), Strategy(128)]
+
+
+def test_auto_tiling_that_chooses_the_whole_image_ignores_overlap(tiny_model):
+    """Under ``"auto"`` with room for the whole image, an overlap (a tile-edge setting) must not fail the run."""
+    images = torch.rand(1, 3, TINY.size, TINY.size)
+    with torch.inference_mode():
+        whole = g.enhance_images(tiny_model, images, tile_size=None)
+        auto = g.enhance_images(tiny_model, images, tile_size="auto", overlap=4, memory_budget=2**40)
+    assert torch.equal(auto, whole)
+
+
+def test_overlap_without_tiles_is_refused_before_running(tiny_model):
+    with pytest.raises(ValueError, match="overlap only applies to a tiled forward"):
+        g.enhance_images(tiny_model, torch.rand(1, 3, 8, 8), tile_size=None, overlap=4)
