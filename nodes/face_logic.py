@@ -21,6 +21,7 @@ from ..gpen_core.face.restore import (
 )
 from ..gpen_core.face.tracking import LandmarkSmoother
 from ..gpen_core.images.tensors import resize, split_alpha
+from ..gpen_core.runtime.report import RunRecord
 from .logic import AUTO_TILE, bchw_to_comfy, comfy_to_bchw, core_tile_size
 
 Progress = Callable[[int, int], None]
@@ -153,6 +154,7 @@ def restore_comfy_images(
     face_batch: int | None = None,
     chunk_frames: int | None = None,
     progress: Progress | None = None,
+    on_record: Callable[[RunRecord], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """GPEN Face Restore: IMAGE in; (IMAGE, crops before, crops after, MASK) out.
 
@@ -170,7 +172,7 @@ def restore_comfy_images(
             detect=detect_options(score_threshold, min_face_size, selection, max_faces, face_indices, max_face_size),
             fidelity=fidelity, upscale_factor=upscale_factor, upscaled=up, landmark_smoothing=landmark_smoothing,
             keep_crops=keep_crops, chunk_frames=chunk_frames, tile_size=core_tile_size(tile_size),
-            memory_budget=memory_budget, face_batch=face_batch, out=out, progress=progress,
+            memory_budget=memory_budget, face_batch=face_batch, out=out, progress=progress, on_record=on_record,
         )
     size = model.config.size
     empty = torch.zeros((0, size, size, 3))

@@ -7,6 +7,7 @@ from comfy_api.latest import io
 
 from ..gpen_core.face.detection.loader import load_detector
 from ..gpen_core.face.restore import MAX_UPSCALE
+from .comfy_nodes import LastRun
 from .face_logic import detect_comfy_images, linked_outputs, paste_comfy_images, restore_comfy_images
 from .glue import FaceDetector, GPENModel, interruptible_progress, load_for_run
 from .logic import AUTO_TILE, DETECTOR_DEVICES, DETECTOR_OPTIONS, NODE_MIN_TILE, SELECTION_OPTIONS
@@ -131,7 +132,7 @@ class GPENFaceRestore(io.ComfyNode):
             min_face_size=min_face_size, selection=selection, max_faces=max_faces, face_indices=face_indices,
             max_face_size=max_face_size, upscale_factor=upscale_factor, upscaled=upscaled_image,
             landmark_smoothing=landmark_smoothing, keep_crops=used is None or bool(used & set(CROP_OUTPUTS)),
-            tile_size=tile_size, memory_budget=budget, progress=interruptible_progress(1),
+            tile_size=tile_size, memory_budget=budget, progress=interruptible_progress(1), on_record=LastRun.keep,
         )
         return io.NodeOutput(out, before, after, mask)
 

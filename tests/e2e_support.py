@@ -180,6 +180,47 @@ def image_names(prompts: list[dict]) -> set[str]:
             if node["class_type"] == "LoadImage"}
 
 
+def video_names(prompts: list[dict]) -> set[str]:
+    return {node["inputs"]["file"] for prompt in prompts for node in prompt.values()
+            if node["class_type"] == "LoadVideo"}
+
+
+VIDEO_SCRIPT = """
+import sys
+import av
+import numpy as np
+from PIL import Image
+
+photo, dest, frames = sys.argv[1], sys.argv[2], int(sys.argv[3])
+face = np.asarray(Image.open(photo).convert("RGB").resize((256, 342)))
+with av.open(dest, "w") as container:
+    stream = container.add_stream("libx264", rate=12)
+    stream.width, stream.height, stream.pix_fmt = 416, 384, "yuv420p"
+    for t in range(frames):
+        canvas = np.zeros((384, 416, 3), np.uint8)
+        x, y = 20 + 10 * t, 20 + (t % 3)
+        canvas[y:y + 342, x:x + 256] = face
+        for packet in stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+"""
+VIDEO_FRAMES = 12
+"""Frames of the test clip: the portrait moving across a black 416x384 canvas, 12 fps."""
+
+
+def write_input_video(name: str, dest: Path, python: str) -> None:
+    """A short H.264 clip of the shared portrait moving (encoded by ``python``, ComfyUI's interpreter, which
+    has PyAV), for the workflows' Load Video nodes."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    photo = PHOTOS_DIR / "portrait-1947.png"
+    if not photo.is_file():
+        photo = dest.with_suffix(".png")
+        write_input_image(photo.name, photo)
+    subprocess.run([python, "-c", VIDEO_SCRIPT, str(photo), str(dest), str(VIDEO_FRAMES)], check=True,
+                   capture_output=True, timeout=120)
+
+
 def write_input_image(name: str, dest: Path) -> None:
     """The shared test photo of that name, else a synthetic face-like picture."""
     import numpy as np
@@ -216,10 +257,11 @@ def provide_mtcnn_weights(dest: Path) -> None:
         shutil.copyfile(found / name, dest / name)
 
 
-def prepare_base(base: Path, model_size: int) -> None:
+def prepare_base(base: Path, model_size: int, python: str = sys.executable) -> None:
     """A ``--base-directory`` for the test server: the pack symlinked into custom_nodes/, seeded GPEN weights of
     ``model_size`` (no download; the images are noise, the sizes and plumbing real) under every model name the
-    workflows use, MTCNN's weights, and every input image the workflows load.
+    workflows use, MTCNN's weights, and every input image and video the workflows load (videos encoded by
+    ``python``, ComfyUI's interpreter).
     """
     import torch
 
@@ -236,6 +278,8 @@ def prepare_base(base: Path, model_size: int) -> None:
     provide_mtcnn_weights(base / "models" / "facedetection" / "mtcnn")
     for name in image_names(prompts):
         write_input_image(name, base / "input" / name)
+    for name in video_names(prompts):
+        write_input_video(name, base / "input" / name, python)
 
 
 @contextmanager
@@ -250,7 +294,7 @@ def running_comfy(base: Path, model_size: int, start_timeout: float) -> Iterator
     if isinstance(found, str):
         pytest.skip(found)
     comfyui_dir, python, extra_args = found
-    prepare_base(base, model_size)
+    prepare_base(base, model_size, python)
     server = ComfyServer(python, comfyui_dir, base, free_port(), extra_args)
     try:
         server.wait_ready(start_timeout)
@@ -411,8 +455,18 @@ def expected_sizes(api: dict, ref: list, input_dir: Path, model_size: int) -> li
         if sizes is None:
             return None
         return sizes if inputs["output_size"] == "input size" else [(model_size, model_size)] * len(sizes)
-    if kind == "GPENFaceRestore" and ref[1] == 0:  # the restored photos keep their size
-        return upstream("image")
+    if kind == "ImageScaleBy":  # ComfyUI rounds the scaled sides
+        sizes = upstream("image")
+        scale = inputs["scale_by"]
+        return None if sizes is None else [(round(w * scale), round(h * scale)) for w, h in sizes]
+    if kind == "MaskToImage":
+        return upstream("mask")
+    if kind == "GPENFaceRestore" and ref[1] in (0, 3):  # image and paste_mask: the upscaled image's size if
+        if isinstance(inputs.get("upscaled_image"), list):  # one is connected, else the photo's times the factor
+            return upstream("upscaled_image")
+        sizes = upstream("image")
+        factor = inputs.get("upscale_factor", 1.0)
+        return None if sizes is None else [(round(w * factor), round(h * factor)) for w, h in sizes]
     return None
 
 

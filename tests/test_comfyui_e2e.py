@@ -31,7 +31,13 @@ EXPECTED_INPUTS = {
     "GPENFaceDetectorLoader": {"detector": "COMBO", "device": "COMBO"},
     "GPENFaceRestore": {"image": "IMAGE", "gpen_model": "GPEN_MODEL", "face_detector": "GPEN_FACE_DETECTOR",
                         "fidelity": "FLOAT", "score_threshold": "FLOAT", "min_face_size": "INT",
-                        "selection": "COMBO", "max_faces": "INT", "tile_size": "INT"},
+                        "selection": "COMBO", "max_faces": "INT", "tile_size": "INT", "upscale_factor": "FLOAT",
+                        "landmark_smoothing": "FLOAT", "face_indices": "STRING", "max_face_size": "INT",
+                        "upscaled_image": "IMAGE"},
+    "GPENDetectAlignFaces": {"image": "IMAGE", "face_detector": "GPEN_FACE_DETECTOR", "crop_size": "INT",
+                             "landmark_smoothing": "FLOAT", "gpen_model": "GPEN_MODEL", "upscaled_image": "IMAGE"},
+    "GPENPasteFaces": {"image": "IMAGE", "faces": "GPEN_FACES", "restored_faces": "IMAGE", "fidelity": "FLOAT",
+                       "upscale_factor": "FLOAT"},
     "GPENBenchmark": {"size": "COMBO", "precisions": "COMBO", "tile_size": "INT", "repeat": "INT",
                       "backward": "BOOLEAN"},
 }
@@ -41,6 +47,8 @@ EXPECTED_OUTPUTS = {
     "GPENVRAMReport": ["*", "STRING"],
     "GPENFaceDetectorLoader": ["GPEN_FACE_DETECTOR"],
     "GPENFaceRestore": ["IMAGE", "IMAGE", "IMAGE", "MASK"],
+    "GPENDetectAlignFaces": ["IMAGE", "GPEN_FACES"],
+    "GPENPasteFaces": ["IMAGE", "MASK"],
     "GPENBenchmark": ["STRING", "IMAGE"],
 }
 UI_FILES = s.ui_workflows()
@@ -173,6 +181,14 @@ def test_api_workflow_runs(path, comfy, object_info):
                 for ref in faces:
                     with Image.open(comfy.base / ref["type"] / ref["subfolder"] / ref["filename"]) as im:
                         assert im.size == (MODEL_SIZE, MODEL_SIZE)
+
+    for node_id, node in prompt.items():  # videos: the file was written
+        if node["class_type"] == "SaveVideo":
+            saved = outputs.get(node_id, {}).get("images", [])
+            assert saved, f"node {node_id} (SaveVideo) saved nothing"
+            for ref in saved:
+                file = comfy.base / ref["type"] / ref["subfolder"] / ref["filename"]
+                assert file.is_file() and file.stat().st_size > 0, f"{file} is missing or empty"
 
     for node_id, node in prompt.items():
         if node["class_type"] != "GPENVRAMReport":

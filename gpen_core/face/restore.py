@@ -21,8 +21,9 @@ import torch
 
 from ..arch.generator import GPEN
 from ..checks import check_image, check_range, check_shape
-from ..enhance import enhance_images
+from ..enhance import Enhanced, enhance_images
 from ..images.tensors import resize
+from ..runtime.report import RunRecord
 from ..runtime.strategy import Strategy, estimate_peak_bytes, free_memory_bytes
 from .align import reference_points, similarity_transform, warp_faces
 from .detection.api import detect_faces
@@ -188,6 +189,7 @@ def restore_crops(
     memory_budget: int | None = None,
     face_batch: int | None = None,
     progress: Progress | None = None,
+    on_record: Callable[[RunRecord], None] | None = None,
 ) -> torch.Tensor:
     """Step 2: aligned crops through GPEN.
 
@@ -200,6 +202,8 @@ def restore_crops(
             progress and can be cancelled), on a GPU the most that fit the budget (up to
             :data:`MAX_FACE_BATCH`).
         progress: ``progress(faces_done, N)``, per face batch (and per tile when tiled).
+        on_record: when given, the run is measured (``enhance_images(measure=True)``) and its
+            :class:`~gpen_core.runtime.report.RunRecord` handed to it (e.g. for the memory report).
 
     Returns:
         ``(N, 3, S_model, S_model)`` float in [0, 1] on the crops' device.
@@ -219,10 +223,15 @@ def restore_crops(
         if progress is not None:
             progress(min(total, done * total // max(steps, 1)), total)
 
-    return enhance_images(
+    out = enhance_images(
         model, crops, batch_size=face_batch, tile_size=tile_size, overlap=overlap, recompute=recompute,
-        memory_budget=budget, progress=faces_done,
+        memory_budget=budget, progress=faces_done, measure=on_record is not None,
     )
+    if isinstance(out, Enhanced):
+        if on_record is not None:
+            on_record(out.record)
+        return out.images
+    return out
 
 
 def paste_back(
@@ -349,6 +358,7 @@ def restore_faces(
     face_batch: int | None = None,
     out: torch.Tensor | None = None,
     progress: Progress | None = None,
+    on_record: Callable[[RunRecord], None] | None = None,
 ) -> RestoredBatch:
     """Restore every face of every image: :func:`detect_and_align`, :func:`restore_crops`,
     :func:`paste_back`, chunk by chunk of frames.
@@ -376,6 +386,7 @@ def restore_faces(
         progress: ``progress(done, B * FRAME_STEPS)``: every frame is :data:`FRAME_STEPS` steps, moved
             by detection (per frame), restoration (per face) and paste (per frame); may raise to interrupt,
             which stops between faces, frames and chunks.
+        on_record: see :func:`restore_crops` (called once per chunk that has faces).
 
     Returns:
         A :class:`RestoredBatch`. An image without faces comes back as its paste target with a zero mask.
@@ -423,7 +434,7 @@ def restore_faces(
         )
         restored = restore_crops(
             model, crops, tile_size=tile_size, overlap=overlap, recompute=recompute, memory_budget=memory_budget,
-            face_batch=face_batch, progress=report(0.1, 0.8),
+            face_batch=face_batch, progress=report(0.1, 0.8), on_record=on_record,
         )
         targets = sources if sources is not None else resize(frames, out_h, out_w)
         del frames, sources

@@ -119,3 +119,12 @@ def test_aligned_faces_join_and_check():
                      torch.ones(1), ((10, 20),), 64)
     with pytest.raises(ValueError, match="different crop sizes"):
         AlignedFaces.concat([one, AlignedFaces.empty((), 128)])
+
+
+def test_each_chunk_of_faces_hands_over_a_measured_run(portrait):
+    records = []
+    frames = torch.stack([portrait, torch.full_like(portrait, 0.5), portrait])
+    with torch.inference_mode():
+        restore_faces(IdentityGPEN(64), TemplateFaceDetector(), frames, chunk_frames=1, on_record=records.append)
+    assert len(records) == 2  # the frame without a face runs no GPEN
+    assert all(r.peak_bytes > 0 and r.device == "cpu" for r in records)
