@@ -14,6 +14,7 @@ from ..gpen_core.arch.generator import GPEN
 from ..gpen_core.face.faces import AlignedFaces, size_of
 from ..gpen_core.face.restore import (
     DetectOptions,
+    chunk_frames_for,
     detect_and_align,
     paste_back,
     paste_size,
@@ -100,13 +101,16 @@ def paste_comfy_images(
     *,
     fidelity: float = 1.0,
     upscale_factor: float = 1.0,
+    face_masks: torch.Tensor | None = None,
+    chunk_frames: int | None = None,
     progress: Progress | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """GPEN Paste Faces: (IMAGE, faces, restored crops IMAGE) in; (IMAGE, MASK) out.
+    """GPEN Paste Faces: (IMAGE, faces, restored crops IMAGE[, crop MASK]) in; (IMAGE, MASK) out.
 
     ``images`` are the images the faces were found in (then resized by ``upscale_factor``), or an
     upscaled copy of them (the scale is read from the sizes; ``upscale_factor`` must then be 1 or that
-    scale). Restored crops of any size are resized to the faces' crop size; there must be one per face.
+    scale). Restored crops (and ``face_masks``, a MASK per crop) of any size are resized to the faces' crop
+    size; there must be one per face. Frames are resized and pasted a chunk at a time, as Face Restore does.
     """
     rgb = _rgb(images)
     if rgb.shape[0] != faces.num_images:
@@ -117,20 +121,34 @@ def paste_comfy_images(
     given = size_of(rgb)
     source = faces.source_sizes[0] if faces.num_images else given
     height, width = paste_size(source, upscale_factor, None if given == source else given)
+    size = faces.crop_size
     crops = _rgb(restored)
     if crops.shape[0] != len(faces):
         raise ValueError(
             f"restored_faces has {crops.shape[0]} crop(s) but {len(faces)} face(s) were detected: connect the crops "
             "of GPEN Detect & Align Faces after your restoration node, one per face, in the same order"
         )
-    size = faces.crop_size
-    buffer, out = _output_buffer(images, height, width)
-    with torch.inference_mode():
-        targets = resize(rgb, height, width)
-        _, masks = paste_back(
-            targets, resize(crops, size, size), faces, fidelity=fidelity, out=out, progress=progress
+    if face_masks is not None and (face_masks.dim() != 3 or face_masks.shape[0] != len(faces)):
+        raise ValueError(
+            f"face_masks must be a MASK with one mask per face ({len(faces)}, H, W); got {tuple(face_masks.shape)}"
         )
-    return buffer, masks.float().cpu()
+    count = rgb.shape[0]
+    chunk = chunk_frames or chunk_frames_for(*given, height, width)
+    buffer, out = _output_buffer(images, height, width)
+    masks = torch.empty((count, height, width), dtype=torch.float32)
+    with torch.inference_mode():
+        crops = resize(crops, size, size)
+        own = None if face_masks is None else resize(face_masks[:, None].float(), size, size)[:, 0]
+        for start in range(0, count, chunk):
+            stop = min(count, start + chunk)
+            part, rows = faces.images(start, stop)
+            done = None if progress is None else (lambda d, _t, start=start: progress(start + d, count))
+            paste_back(
+                resize(rgb[start:stop], height, width), crops[rows], part, fidelity=fidelity,
+                face_masks=None if own is None else own[rows], out=out[start:stop], out_masks=masks[start:stop],
+                progress=done,
+            )
+    return buffer, masks
 
 
 def restore_comfy_images(

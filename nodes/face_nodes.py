@@ -191,14 +191,17 @@ class GPENPasteFaces(io.ComfyNode):
                 io.Float.Input("fidelity", default=1.0, min=0.0, max=1.0, step=0.05,
                                tooltip="1: the restored face, 0: the original face (official alpha)"),
                 upscale_input(optional=False),
+                io.Mask.Input("face_masks", optional=True,
+                              tooltip="one mask per crop (e.g. from a face-parsing or segmentation node), resized to "
+                                      "the crop size and used as it is; default: GPEN's feathered rectangle"),
             ],
             outputs=[io.Image.Output(display_name="image"), io.Mask.Output(display_name="paste_mask")],
         )
 
     @classmethod
-    def execute(cls, image, faces, restored_faces, fidelity, upscale_factor) -> io.NodeOutput:
+    def execute(cls, image, faces, restored_faces, fidelity, upscale_factor, face_masks=None) -> io.NodeOutput:
         out, mask = paste_comfy_images(
-            image, faces, restored_faces, fidelity=fidelity, upscale_factor=upscale_factor,
+            image, faces, restored_faces, fidelity=fidelity, upscale_factor=upscale_factor, face_masks=face_masks,
             progress=interruptible_progress(1),
         )
         return io.NodeOutput(out, mask)

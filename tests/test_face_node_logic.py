@@ -92,3 +92,21 @@ def test_linked_outputs_reads_the_prompt(logic):
     assert logic.linked_outputs(prompt, "3") == {0, 2}
     assert logic.linked_outputs(prompt, "4") == set()
     assert logic.linked_outputs(None, "3") is None
+
+
+def test_paste_goes_in_chunks_and_takes_masks_per_crop(logic, frames):
+    images = frames[..., :3]
+    crops, faces = logic.detect_comfy_images(TemplateFaceDetector(0.6), images, 64)
+    restored = 1 - crops
+    whole, whole_mask = logic.paste_comfy_images(images, faces, restored, upscale_factor=1.5)
+    chunked, chunked_mask = logic.paste_comfy_images(images, faces, restored, upscale_factor=1.5, chunk_frames=1)
+    assert torch.equal(whole, chunked) and torch.equal(whole_mask, chunked_mask)
+    nothing, nothing_mask = logic.paste_comfy_images(images, faces, restored, face_masks=torch.zeros(3, 32, 32))
+    assert torch.equal(nothing, images) and float(nothing_mask.max()) == 0
+    square = torch.zeros(3, 64, 64)
+    square[:, 16:48, 16:48] = 1.0
+    _, square_mask = logic.paste_comfy_images(images, faces, restored, face_masks=square)
+    assert float(square_mask.max()) == 1.0
+    assert float((square_mask > 0).float().mean()) < float((whole_mask > 0).float().mean())  # a smaller region
+    with pytest.raises(ValueError, match=r"one mask per face \(3, H, W\)"):
+        logic.paste_comfy_images(images, faces, restored, face_masks=torch.zeros(2, 64, 64))

@@ -71,6 +71,17 @@ class AlignedFaces:
         """``(K,)`` int64 rows of the faces of image ``index``, in crop order."""
         return (self.image_index == index).nonzero().flatten()
 
+    def images(self, start: int, stop: int) -> tuple[AlignedFaces, torch.Tensor]:
+        """The record of images ``start:stop`` alone (indices from 0), and the ``(K,)`` rows it takes."""
+        if not 0 <= start <= stop <= self.num_images:
+            raise ValueError(f"images {start}:{stop} out of the {self.num_images} of this record")
+        rows = ((self.image_index >= start) & (self.image_index < stop)).nonzero().flatten()
+        part = AlignedFaces(
+            self.image_index[rows] - start, self.matrices[rows], self.boxes[rows], self.landmarks[rows],
+            self.scores[rows], self.source_sizes[start:stop], self.crop_size,
+        )
+        return part, rows
+
     @classmethod
     def empty(cls, source_sizes: tuple[tuple[int, int], ...], crop_size: int) -> AlignedFaces:
         """No faces in any of the images."""

@@ -240,6 +240,7 @@ def paste_back(
     faces: AlignedFaces,
     *,
     fidelity: float = 1.0,
+    face_masks: torch.Tensor | None = None,
     out: torch.Tensor | None = None,
     out_masks: torch.Tensor | None = None,
     progress: Progress | None = None,
@@ -254,6 +255,8 @@ def paste_back(
         faces: from :func:`detect_and_align`.
         fidelity: the official ``alpha`` in [0, 1]: 1 pastes the restored faces, 0 the original
             faces (cut again from ``targets`` with the same matrices).
+        face_masks: optional ``(N, S, S)`` float masks in [0, 1], one per crop in crop pixels (e.g. a
+            face-parsing mask), used as they are; default: the official feathered rectangle.
         out, out_masks: optional ``(B, 3, H', W')`` and ``(B, H', W')`` tensors to write into (any
             device, e.g. views of a preallocated output); new tensors on ``targets``' device otherwise.
         progress: ``progress(images_done, B)`` after each image.
@@ -278,6 +281,8 @@ def paste_back(
             f"got {tuple(restored.shape)}"
         )
     check_range(fidelity, 0.0, 1.0, "fidelity")
+    if face_masks is not None:
+        check_shape(face_masks, [str(len(faces)), str(size), str(size)], "face_masks", "one mask per face, crop size")
     if out is None:
         out = torch.empty_like(targets)
     if out_masks is None:
@@ -290,7 +295,8 @@ def paste_back(
             matrices = scale_matrices(faces.matrices[rows], *scale).to(target.device)
             face = restored[rows.to(restored.device)].to(target.device, target.dtype)
             originals = warp_faces(target.float(), matrices, size).to(target.dtype) if fidelity < 1.0 else face
-            pasted, mask = paste_faces(target, face, originals, matrices, fidelity=fidelity)
+            own = None if face_masks is None else face_masks[rows.to(face_masks.device)]
+            pasted, mask = paste_faces(target, face, originals, matrices, fidelity=fidelity, mask=own)
             out[i] = pasted
             out_masks[i] = mask
             del pasted, mask

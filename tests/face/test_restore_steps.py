@@ -114,6 +114,8 @@ def test_aligned_faces_join_and_check():
     joined = AlignedFaces.concat([one, AlignedFaces.empty(((10, 20),), 64), one])
     assert joined.image_index.tolist() == [0, 0, 2, 2] and joined.num_images == 3
     assert joined.of_image(2).tolist() == [2, 3] and len(joined.of_image(1)) == 0
+    part, rows = joined.images(1, 3)
+    assert rows.tolist() == [2, 3] and part.image_index.tolist() == [1, 1] and part.num_images == 2
     with pytest.raises(ValueError, match=r"image_index must be in \[0, 1\)"):
         AlignedFaces(torch.tensor([1]), torch.zeros(1, 2, 3), torch.zeros(1, 4), torch.zeros(1, 5, 2),
                      torch.ones(1), ((10, 20),), 64)
