@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import comfy_stubs
 import pytest
 import torch
+from standins import TemplateFaceDetector
 
 import gpen_core as g
 from gpen_core.face.detection import FaceDetector
@@ -27,18 +28,6 @@ WIDGET_TYPES = {"INT", "FLOAT", "BOOLEAN", "STRING", "COMBO"}
 def pack_module(name: str):
     """A module of the pack as imported under stand-ins (its own copy of ``gpen_core``)."""
     return importlib.import_module(f"{PACK}.{name}")
-
-
-class TemplateFaceDetector:
-    """Stand-in for the loaded detector: one face per image at GPEN's template, filling the image."""
-
-    name, device, default_score_threshold = "template", torch.device("cpu"), 0.5
-
-    def detect_rgb255(self, image, score_threshold, min_face_size, progress=None):
-        points = pack_module("gpen_core.face.align").reference_points(64, dtype=torch.float32)
-        result = pack_module("gpen_core.face.detection.result").FaceDetections
-        h, w = image.shape[-2:]
-        return result(torch.tensor([[0.0, 0.0, w, h]]), torch.tensor([0.99]), (points * min(h, w) / 64)[None], (h, w))
 
 
 def small_bench(size, precisions, tile_size, device, repeat, backward=True, log=print, **options):
