@@ -11,11 +11,23 @@ import torch
 import gpen_core as g
 from helpers import TINY, import_pack
 
+DEFAULT_TORCH_THREADS = torch.get_num_threads()
+"""torch's own choice (one per core), before the line below."""
 if "OMP_NUM_THREADS" not in os.environ:
     # The tests' tensors are small: a second intra-op thread mostly spin-waits, and on a busy 2-core machine
     # it takes CPU from the other processes (measured: tiling + restore + video tests 31 s instead of 77 s wall,
     # 19 instead of 71 CPU seconds). OMP_NUM_THREADS set in the environment wins.
     torch.set_num_threads(1)
+
+
+@pytest.fixture()
+def default_torch_threads():
+    """torch's own thread count during the test: for results compared bit for bit with references computed
+    under it (another thread count changes the order of float sums in a convolution)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(DEFAULT_TORCH_THREADS)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

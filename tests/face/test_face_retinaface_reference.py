@@ -23,6 +23,10 @@ BOX_TOLERANCE_PX = 1e-3  # README: torch exp may differ by 1 ulp between builds 
 LANDMARK_TOLERANCE_PX = 1e-3
 RAW_TOLERANCE = 1e-5
 
+# Scores are compared bit for bit with facexlib's, computed under torch's default thread count (conftest.py
+# runs the other tests on one thread).
+pytestmark = pytest.mark.usefixtures("default_torch_threads")
+
 LoadReference = Callable[[str], np.ndarray]
 
 
