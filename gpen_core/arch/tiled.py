@@ -255,7 +255,7 @@ class TiledRun:
                 region = core.grow(blend).clip(Region.whole(self.size))
                 plan = plan_tile(region, self.size, self.r0, self.overlap)
                 enc = self.encode_crops(plan.feature_needs()) if self.recompute else full
-                tile = self._decode_tile(plan, DecoderState(*low), enc, styles)
+                tile = self._decode_tile(plan, DecoderState(*low, owned=False), enc, styles)  # shared by the tiles
                 del enc
                 view = out[:, :, region.rows.lo : region.rows.hi, region.cols.lo : region.cols.hi]
                 if weight_sum is None:

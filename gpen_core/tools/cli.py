@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from ..arch.graphs import COMPILE_MODES
 from ..arch.tiled import MIN_TILE
 from ..checks import check_range
 from ..face.detection.selection import FACE_ORDERS, ORDER_ALIASES, FaceSelection
@@ -200,7 +201,8 @@ def cmd_enhance(args: argparse.Namespace) -> int:
             detector = load_detector(args.detector or "auto", args.detector_dir or [], device=device)
         from ..loading import load_model
 
-        model = load_model(model_path, device=device, precision=args.precision, input_range=args.input_range)
+        model = load_model(model_path, device=device, precision=args.precision, input_range=args.input_range,
+                           compile=args.compile)
         written = _run_jobs(jobs, model, detector, options, args, failures)
     finally:
         if written == 0:
@@ -377,6 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-size", action="store_true", help="--aligned: write at the input size, not the model size")
     p.add_argument("--precision", choices=PRECISIONS, default="auto")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--compile", choices=COMPILE_MODES, default="off",
+                   help="cuda_graphs: replay a captured CUDA graph per face-batch shape (CUDA only)")
     p.add_argument("--input-range", choices=["[-1,1]", "[0,1]"], default="[-1,1]", help="[0,1] for Seg2face")
     p.add_argument("--tile-size", default=AUTO_TILE,
                    help="decoder tile size: auto or 0 (default: from free memory), none (whole image), "
