@@ -5,13 +5,15 @@ is carried through, resized with the image when the faces are pasted at a larger
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from ..gpen_core.arch.generator import GPEN
 from ..gpen_core.face.faces import AlignedFaces, size_of
+from ..gpen_core.face.parsing import kept_classes, load_parser_for_mask, parse_paste_masks
+from ..gpen_core.face.paste import PasteOptions, resolve_mask_mode
 from ..gpen_core.face.restore import (
     DetectOptions,
     chunk_frames_for,
@@ -104,8 +106,14 @@ def paste_comfy_images(
     face_masks: torch.Tensor | None = None,
     chunk_frames: int | None = None,
     progress: Progress | None = None,
+    paste: PasteOptions | None = None,
+    parser_dirs: Sequence[str] = (),
+    parser_device: torch.device | str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """GPEN Paste Faces: (IMAGE, faces, restored crops IMAGE[, crop MASK]) in; (IMAGE, MASK) out.
+
+    ``paste``: mask mode and finishing, as Face Restore; the parser (from ``parser_dirs``) runs on
+    ``parser_device`` in float32, one face at a time (Face Restore on a CPU does the same).
 
     ``images`` are the images the faces were found in (then resized by ``upscale_factor``), or an
     upscaled copy of them (the scale is read from the sizes; ``upscale_factor`` must then be 1 or that
@@ -136,9 +144,18 @@ def paste_comfy_images(
     chunk = chunk_frames or chunk_frames_for(*given, height, width)
     buffer, out = _output_buffer(images, height, width)
     masks = torch.empty((count, height, width), dtype=torch.float32)
+    paste = paste or PasteOptions()
+    parser = None
+    if face_masks is None:  # a MASK given per crop wins over the parser
+        parser = load_parser_for_mask(paste.mask, list(parser_dirs), device=parser_device or crops.device)
+        if resolve_mask_mode(paste.mask, parser is not None) == "box":
+            parser = None
     with torch.inference_mode():
         crops = resize(crops, size, size)
         own = None if face_masks is None else resize(face_masks[:, None].float(), size, size)[:, 0]
+        if parser is not None and len(faces):
+            kept = kept_classes(keep_hair=paste.keep_hair, keep_neck=paste.keep_neck)
+            own = parse_paste_masks(parser, crops, kept=kept, batch_size=1)
         for start in range(0, count, chunk):
             stop = min(count, start + chunk)
             part, rows = faces.images(start, stop)
@@ -146,7 +163,7 @@ def paste_comfy_images(
             paste_back(
                 resize(rgb[start:stop], height, width), crops[rows], part, fidelity=fidelity,
                 face_masks=None if own is None else own[rows], out=out[start:stop], out_masks=masks[start:stop],
-                progress=done,
+                progress=done, paste=paste,
             )
     return buffer, masks
 
@@ -173,8 +190,13 @@ def restore_comfy_images(
     chunk_frames: int | None = None,
     progress: Progress | None = None,
     on_record: Callable[[RunRecord], None] | None = None,
+    paste: PasteOptions | None = None,
+    parser_dirs: Sequence[str] = (),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """GPEN Face Restore: IMAGE in; (IMAGE, crops before, crops after, MASK) out.
+
+    ``paste`` holds the mask mode and the finishing switches; the parser (mask parse or auto) is
+    looked up in ``parser_dirs`` and loaded, on the model's device and dtype, for this run only.
 
     The same steps as Detect & Align -> (GPEN) -> Paste, chunk by chunk of frames. Crops are
     ``(N, S, S, 3)`` over all faces of all images (``N`` may be 0), or ``(0, S, S, 3)`` when
@@ -184,9 +206,11 @@ def restore_comfy_images(
     up = None if upscaled is None else _rgb(upscaled)
     height, width = paste_size(size_of(rgb), upscale_factor, None if up is None else size_of(up))
     buffer, out = _output_buffer(images, height, width)
+    paste = paste or PasteOptions()
+    parser = load_parser_for_mask(paste.mask, list(parser_dirs), device=model.device, dtype=model.dtype)
     with torch.inference_mode():
         result = restore_faces(
-            model, detector, rgb,
+            model, detector, rgb, parser=parser, paste=paste,
             detect=detect_options(score_threshold, min_face_size, selection, max_faces, face_indices, max_face_size),
             fidelity=fidelity, upscale_factor=upscale_factor, upscaled=up, landmark_smoothing=landmark_smoothing,
             keep_crops=keep_crops, chunk_frames=chunk_frames, tile_size=core_tile_size(tile_size),

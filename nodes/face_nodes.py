@@ -6,12 +6,14 @@ import comfy.model_management as mm
 from comfy_api.latest import io
 
 from ..gpen_core.face.detection.loader import load_detector
+from ..gpen_core.face.finish import COLOR_SPACES
+from ..gpen_core.face.paste import MASK_MODES, PasteOptions
 from ..gpen_core.face.restore import MAX_UPSCALE
 from .comfy_nodes import LastRun
 from .face_logic import detect_comfy_images, linked_outputs, paste_comfy_images, restore_comfy_images
 from .glue import FaceDetector, GPENModel, interruptible_progress, load_for_run
 from .logic import AUTO_TILE, DETECTOR_DEVICES, DETECTOR_OPTIONS, NODE_MIN_TILE, SELECTION_OPTIONS
-from .model_folders import facedetection_folders
+from .model_folders import facedetection_folders, parser_folders
 
 Faces = io.Custom("GPEN_FACES")
 """A :class:`gpen_core.face.faces.AlignedFaces`: where each aligned crop came from."""
@@ -85,6 +87,32 @@ def upscale_input(optional: bool) -> io.Float.Input:
     )
 
 
+def paste_inputs() -> list:
+    """Paste-back widgets (optional, so graphs saved before still run): :class:`PasteOptions`."""
+    return [
+        io.Combo.Input("mask", options=list(MASK_MODES), default="auto", optional=True,
+                       tooltip="parse: face-parsing mask as the official code (hair, hats, hands and background "
+                               "keep their pixels; needs ParseNet-latest.pth or parsing_parsenet.pth in "
+                               "models/facedetection or models/gpen); box: a feathered square; auto: parse when "
+                               "the file is found, else box"),
+        io.Boolean.Input("keep_hair", default=True, optional=True, tooltip="parse mask: paste the restored hair too"),
+        io.Boolean.Input("keep_neck", default=True, optional=True,
+                         tooltip="parse mask: paste the restored neck too (GPEN: yes, facexlib: no)"),
+        io.Boolean.Input("smooth_small_faces", default=True, optional=True,
+                         tooltip="official 3x3 smoothing of faces whose detected box is under 100 px"),
+        io.Boolean.Input("keep_grey", default=True, optional=True,
+                         tooltip="grey photos get grey faces (the luma of GPEN's output): no colour cast"),
+        io.Combo.Input("color_match", options=list(COLOR_SPACES), default="off", optional=True,
+                       tooltip="match the restored face's colour mean and spread inside the mask to the original "
+                               "face's (Lab or YCbCr)"),
+    ]
+
+
+def paste_options(mask: str, keep_hair: bool, keep_neck: bool, smooth_small_faces: bool, keep_grey: bool,
+                  color_match: str) -> PasteOptions:
+    return PasteOptions(mask, keep_hair, keep_neck, smooth_small_faces, keep_grey, color_match)
+
+
 class GPENFaceRestore(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -101,7 +129,8 @@ class GPENFaceRestore(io.ComfyNode):
                 GPENModel.Input("gpen_model"),
                 FaceDetector.Input("face_detector"),
                 io.Float.Input("fidelity", default=1.0, min=0.0, max=1.0, step=0.05,
-                               tooltip="1: the restored face, 0: the original face (official alpha)"),
+                               tooltip="1: the restored face (official paste), 0: the input unchanged; "
+                                       "in between, mixed in image space"),
                 *selection_inputs(),
                 io.Int.Input("tile_size", default=AUTO_TILE, min=AUTO_TILE, max=2048, step=16,
                              tooltip=f"GPEN tile size; 0 = automatic from free memory, else at least {NODE_MIN_TILE}"),
@@ -111,6 +140,7 @@ class GPENFaceRestore(io.ComfyNode):
                 io.Image.Input("upscaled_image", optional=True,
                                tooltip="an upscaled copy of image (e.g. from Upscale Image (using Model)): faces are "
                                        "found in image, then cut from and pasted into this one"),
+                *paste_inputs(),
             ],
             outputs=[
                 io.Image.Output(display_name="image"),
@@ -124,7 +154,8 @@ class GPENFaceRestore(io.ComfyNode):
     @classmethod
     def execute(cls, image, gpen_model, face_detector, fidelity, score_threshold, min_face_size, selection,
                 max_faces, tile_size, upscale_factor=1.0, landmark_smoothing=0.0, face_indices="", max_face_size=0,
-                upscaled_image=None) -> io.NodeOutput:
+                upscaled_image=None, mask="auto", keep_hair=True, keep_neck=True, smooth_small_faces=True,
+                keep_grey=True, color_match="off") -> io.NodeOutput:
         budget = load_for_run(gpen_model, 1, tile_size)
         used = linked_outputs(cls.hidden.prompt, cls.hidden.unique_id)
         out, before, after, mask = restore_comfy_images(
@@ -133,6 +164,8 @@ class GPENFaceRestore(io.ComfyNode):
             max_face_size=max_face_size, upscale_factor=upscale_factor, upscaled=upscaled_image,
             landmark_smoothing=landmark_smoothing, keep_crops=used is None or bool(used & set(CROP_OUTPUTS)),
             tile_size=tile_size, memory_budget=budget, progress=interruptible_progress(1), on_record=LastRun.keep,
+            paste=paste_options(mask, keep_hair, keep_neck, smooth_small_faces, keep_grey, color_match),
+            parser_dirs=parser_folders(),
         )
         return io.NodeOutput(out, before, after, mask)
 
@@ -189,19 +222,25 @@ class GPENPasteFaces(io.ComfyNode):
                 Faces.Input("faces"),
                 io.Image.Input("restored_faces", tooltip="one crop per face, in order; resized to the crop size"),
                 io.Float.Input("fidelity", default=1.0, min=0.0, max=1.0, step=0.05,
-                               tooltip="1: the restored face, 0: the original face (official alpha)"),
+                               tooltip="1: the restored face (official paste), 0: the input unchanged; "
+                                       "in between, mixed in image space"),
                 upscale_input(optional=False),
                 io.Mask.Input("face_masks", optional=True,
                               tooltip="one mask per crop (e.g. from a face-parsing or segmentation node), resized to "
-                                      "the crop size and used as it is; default: GPEN's feathered rectangle"),
+                                      "the crop size and used as it is (it wins over mask); default: the mask widget"),
+                *paste_inputs(),
             ],
             outputs=[io.Image.Output(display_name="image"), io.Mask.Output(display_name="paste_mask")],
         )
 
     @classmethod
-    def execute(cls, image, faces, restored_faces, fidelity, upscale_factor, face_masks=None) -> io.NodeOutput:
+    def execute(cls, image, faces, restored_faces, fidelity, upscale_factor, face_masks=None, mask="auto",
+                keep_hair=True, keep_neck=True, smooth_small_faces=True, keep_grey=True,
+                color_match="off") -> io.NodeOutput:
         out, mask = paste_comfy_images(
             image, faces, restored_faces, fidelity=fidelity, upscale_factor=upscale_factor, face_masks=face_masks,
             progress=interruptible_progress(1),
+            paste=paste_options(mask, keep_hair, keep_neck, smooth_small_faces, keep_grey, color_match),
+            parser_dirs=parser_folders(), parser_device=mm.get_torch_device(),
         )
         return io.NodeOutput(out, mask)

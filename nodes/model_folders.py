@@ -66,3 +66,8 @@ def gpen_folders() -> list[str]:
 def facedetection_folders() -> list[str]:
     """The ``facedetection`` folders: face detectors and face parsers (facexlib's file names)."""
     return list(folder_paths.get_folder_paths("facedetection"))
+
+
+def parser_folders() -> list[str]:
+    """Where a face parser (ParseNet-latest.pth / parsing_parsenet.pth) is looked for."""
+    return facedetection_folders() + list(folder_paths.get_folder_paths("gpen"))

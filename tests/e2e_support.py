@@ -257,11 +257,23 @@ def provide_mtcnn_weights(dest: Path) -> None:
         shutil.copyfile(found / name, dest / name)
 
 
+def provide_parser_weights(dest: Path) -> None:
+    """A small seeded ParseNet under facexlib's file name: mask 'auto' then runs the parse path (the
+    loader reads the layout from the shapes; the official 512 layout costs seconds per face on a CPU)."""
+    import torch
+
+    from gpen_core.face.parsing import ParseNetConfig, seeded_parsenet_state_dict
+
+    small = ParseNetConfig(in_size=64, out_size=64, min_feat_size=16, base_ch=4, res_depth=2, ch_range=(4, 8))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(seeded_parsenet_state_dict(small, base=6, gain=0.9), dest)
+
+
 def prepare_base(base: Path, model_size: int, python: str = sys.executable) -> None:
     """A ``--base-directory`` for the test server: the pack symlinked into custom_nodes/, seeded GPEN weights of
     ``model_size`` (no download; the images are noise, the sizes and plumbing real) under every model name the
-    workflows use, MTCNN's weights, and every input image and video the workflows load (videos encoded by
-    ``python``, ComfyUI's interpreter).
+    workflows use, MTCNN's weights, a small seeded face parser, and every input image and video the workflows
+    load (videos encoded by ``python``, ComfyUI's interpreter).
     """
     import torch
 
@@ -276,6 +288,7 @@ def prepare_base(base: Path, model_size: int, python: str = sys.executable) -> N
         torch.save(weights, base / "models" / "gpen" / name)
     del weights
     provide_mtcnn_weights(base / "models" / "facedetection" / "mtcnn")
+    provide_parser_weights(base / "models" / "facedetection" / "parsing_parsenet.pth")
     for name in image_names(prompts):
         write_input_image(name, base / "input" / name)
     for name in video_names(prompts):

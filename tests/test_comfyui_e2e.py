@@ -33,11 +33,14 @@ EXPECTED_INPUTS = {
                         "fidelity": "FLOAT", "score_threshold": "FLOAT", "min_face_size": "INT",
                         "selection": "COMBO", "max_faces": "INT", "tile_size": "INT", "upscale_factor": "FLOAT",
                         "landmark_smoothing": "FLOAT", "face_indices": "STRING", "max_face_size": "INT",
-                        "upscaled_image": "IMAGE"},
+                        "upscaled_image": "IMAGE", "mask": "COMBO", "keep_hair": "BOOLEAN", "keep_neck": "BOOLEAN",
+                        "smooth_small_faces": "BOOLEAN", "keep_grey": "BOOLEAN", "color_match": "COMBO"},
     "GPENDetectAlignFaces": {"image": "IMAGE", "face_detector": "GPEN_FACE_DETECTOR", "crop_size": "INT",
                              "landmark_smoothing": "FLOAT", "gpen_model": "GPEN_MODEL", "upscaled_image": "IMAGE"},
     "GPENPasteFaces": {"image": "IMAGE", "faces": "GPEN_FACES", "restored_faces": "IMAGE", "fidelity": "FLOAT",
-                       "upscale_factor": "FLOAT"},
+                       "upscale_factor": "FLOAT", "face_masks": "MASK", "mask": "COMBO", "keep_hair": "BOOLEAN",
+                       "keep_neck": "BOOLEAN", "smooth_small_faces": "BOOLEAN", "keep_grey": "BOOLEAN",
+                       "color_match": "COMBO"},
     "GPENBenchmark": {"size": "COMBO", "precisions": "COMBO", "tile_size": "INT", "repeat": "INT",
                       "backward": "BOOLEAN"},
 }
@@ -181,6 +184,9 @@ def test_api_workflow_runs(path, comfy, object_info):
                 for ref in faces:
                     with Image.open(comfy.base / ref["type"] / ref["subfolder"] / ref["filename"]) as im:
                         assert im.size == (MODEL_SIZE, MODEL_SIZE)
+        if node["inputs"].get("mask") in ("auto", "parse"):  # the parser file of prepare_base was used
+            log = comfy.log_path.read_text(errors="replace")
+            assert "parsing_parsenet.pth" in log, "the face parser was not loaded"
 
     for node_id, node in prompt.items():  # videos: the file was written
         if node["class_type"] == "SaveVideo":

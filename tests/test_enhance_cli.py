@@ -102,3 +102,15 @@ def test_enhance_checks_the_images_first(tiny_model):
     grey = torch.randint(0, 256, (1, 1, 64, 64), dtype=torch.uint8)
     with torch.inference_mode():
         assert torch.equal(enhance_images(tiny_model, grey), enhance_images(tiny_model, grey.float() / 255))
+
+
+def test_bench_parser_rows():
+    from gpen_core.face.parsing import ParseNetConfig
+    from gpen_core.tools import bench
+
+    small = ParseNetConfig(in_size=64, out_size=64, min_feat_size=16, base_ch=4, res_depth=1, ch_range=(4, 8))
+    rows = bench.bench_parser(["fp32", "bf16"], torch.device("cpu"), 1, log=lambda _: None, config=small)
+    assert [(r.size, r.precision, r.strategy) for r in rows] == [(512, "fp32", "ParseNet (paste mask)"),
+                                                                 (512, "bf16", "ParseNet (paste mask)")]
+    assert rows[0].max_error == 0 and 0 < rows[1].max_error < 1
+    assert all(r.seconds > 0 and r.peak_bytes > 19 * 512 * 512 * 2 for r in rows)

@@ -8,6 +8,9 @@ Example::
     detector = load_detector("auto", search_dirs=["models/facedetection"])
     result = restore_faces(model, detector, images)   # images (B, 3, H, W) RGB in [0, 1]
     result.images, result.masks, result.faces         # or the steps: detect_and_align, restore_crops, paste_back
+
+    parser = load_parser_for_mask("auto", ["models/facedetection"])  # None when no ParseNet file is found
+    result = restore_faces(model, detector, images, parser=parser, paste=PasteOptions(color_match="lab"))
 """
 from .align import reference_points, similarity_transform, warp_faces
 from .detection import (
@@ -20,7 +23,8 @@ from .detection import (
     load_detector,
 )
 from .faces import AlignedFaces
-from .paste import official_paste_mask, paste_faces
+from .parsing import ParseNet, load_parser, load_parser_for_mask
+from .paste import PasteOptions, official_paste_mask, paste_faces
 from .restore import (
     DetectOptions,
     RestoredBatch,
@@ -42,8 +46,12 @@ __all__ = [
     "LandmarkSmoother",
     "RestoredBatch",
     "detect_and_align",
+    "ParseNet",
+    "PasteOptions",
     "detect_faces",
     "load_detector",
+    "load_parser",
+    "load_parser_for_mask",
     "official_paste_mask",
     "paste_back",
     "paste_faces",

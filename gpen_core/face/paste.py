@@ -15,9 +15,13 @@ Reproduces the paste-back of the official GPEN ``face_enhancement.py`` (yangxy/G
   post-processed by ``mask_postprocess`` (26 px border set to 0, then the same two blurs, then
   resized to the model size): :func:`soften_parsing_mask` does that for a caller that has a
   parsing mask, and ``paste_faces(mask=...)`` accepts the result.
-* **Fidelity.** The official ``ef = cv2.addWeighted(ef, alpha, of, 1 - alpha, 0)`` blends the
-  restored crop ``ef`` with the aligned original crop ``of`` before warping back:
-  ``fidelity`` here is that ``alpha`` (1: restored face only, 0: original face only).
+* **Fidelity.** The official code blends the restored crop with the aligned original crop
+  before warping back (``cv2.addWeighted(ef, alpha, of, 1 - alpha, 0)``), so at ``alpha`` 0
+  it pastes the face resampled twice (up to 62 levels off the input). Here the blend is in
+  image space: ``image * (1 - fidelity * m) + warped_face * fidelity * m``, so fidelity 0
+  returns the input exactly and fidelity 1 is the official paste.
+* **Finishing** (:class:`PasteOptions`, :mod:`gpen_core.face.finish`): grey photos get grey
+  faces, an optional colour match, and the official smoothing of small faces.
 * **Warp back.** The official code warps both the face and its mask with the inverse
   transform over the whole frame (``cv2.warpAffine(..., tfm_inv, (W, H), flags=3)``, which is
   bilinear with a constant 0 border). Here each face is warped only over its region of
@@ -42,6 +46,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -53,18 +58,30 @@ from .align import (
     invert_affine,
     normalize_grid,
 )
+from .finish import (
+    COLOR_SPACES,
+    SMALL_FACE_SIDE,
+    is_grey,
+    match_colour,
+    smooth_crops,
+    to_grey,
+)
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "MASK_MODES",
     "OFFICIAL_BLUR_KERNEL_SIZE",
     "OFFICIAL_BLUR_SIGMA",
     "OFFICIAL_MASK_INSET",
     "OFFICIAL_MASK_SIZE",
+    "PasteOptions",
+    "finish_faces",
     "gaussian_blur_reflect101",
     "official_paste_mask",
     "paste_faces",
     "resize_mask",
+    "resolve_mask_mode",
     "soften_parsing_mask",
 ]
 
@@ -76,6 +93,92 @@ OFFICIAL_BLUR_KERNEL_SIZE = 101
 OFFICIAL_BLUR_SIGMA = 4.0
 
 _FACE_MODES = ("bicubic", "bilinear", "nearest")
+MASK_MODES = ("auto", "parse", "box")
+
+
+@dataclass(frozen=True)
+class PasteOptions:
+    """How restored faces are pasted back (core, node and command line share it).
+
+    Attributes:
+        mask: ``"parse"``: the official face-parsing mask (ParseNet on the restored face: hair,
+            hats, hands and background around the face keep the original pixels); ``"box"``:
+            the blurred square of the crop; ``"auto"``: parse when a parser is available, else
+            box (logged).
+        keep_hair: parse mask: paste the restored hair (official: yes).
+        keep_neck: parse mask: paste the restored neck and necklace (GPEN: yes; facexlib: no).
+        smooth_small_faces: the official 3x3 smoothing of faces whose detected box has a
+            shorter side under 100 px.
+        keep_grey: a grey original crop gets a grey restored face (luma of GPEN's output).
+        color_match: ``"off"``, ``"lab"`` or ``"ycbcr"``: match the restored face's per-channel
+            mean and std inside the mask to the original crop's.
+    """
+
+    mask: str = "auto"
+    keep_hair: bool = True
+    keep_neck: bool = True
+    smooth_small_faces: bool = True
+    keep_grey: bool = True
+    color_match: str = "off"
+
+    def __post_init__(self) -> None:
+        if self.mask not in MASK_MODES:
+            raise ValueError(f"mask must be one of {MASK_MODES}, got {self.mask!r}")
+        if self.color_match not in COLOR_SPACES:
+            raise ValueError(f"color_match must be one of {COLOR_SPACES}, got {self.color_match!r}")
+
+
+def resolve_mask_mode(mode: str, has_parser: bool) -> str:
+    """``"parse"`` or ``"box"`` for a :attr:`PasteOptions.mask` mode.
+
+    Raises:
+        ValueError: ``"parse"`` without a parser.
+    """
+    if mode not in MASK_MODES:
+        raise ValueError(f"mask must be one of {MASK_MODES}, got {mode!r}")
+    if mode == "parse" and not has_parser:
+        raise ValueError("mask 'parse' needs ParseNet weights (ParseNet-latest.pth or parsing_parsenet.pth); "
+                         "none was given or found. Use mask 'box' or 'auto'.")
+    if mode == "auto":
+        if not has_parser:
+            logger.info("no face parser (ParseNet-latest.pth / parsing_parsenet.pth) found: pasting with the box mask")
+        return "parse" if has_parser else "box"
+    return mode
+
+
+def finish_faces(
+    restored: torch.Tensor,
+    originals: torch.Tensor,
+    masks: torch.Tensor,
+    options: PasteOptions,
+    face_sizes: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Grey kept grey, colour match, then small-face smoothing (in that order) of the restored crops.
+
+    Args:
+        restored, originals: ``(N, 3, S, S)`` crops after and before GPEN, float in [0, 1].
+        masks: ``(S, S)`` or ``(N, S, S)`` paste masks (colour statistics are weighted by them).
+        options: which steps run.
+        face_sizes: ``(N,)`` shorter side of each detected box in image pixels; faces under
+            100 px are smoothed. None: no smoothing.
+
+    Returns:
+        ``(N, 3, S, S)`` crops to paste, dtype of ``restored``.
+    """
+    faces = restored
+    grey = torch.zeros(faces.shape[0], dtype=torch.bool, device=faces.device)
+    if options.keep_grey and faces.shape[1] == 3:
+        grey = is_grey(originals.to(faces.device))
+        if bool(grey.any()):
+            faces = torch.where(grey.view(-1, 1, 1, 1), to_grey(faces), faces)
+    if options.color_match != "off" and faces.shape[1] == 3:
+        matched = match_colour(faces, originals.to(faces), masks, options.color_match)
+        faces = torch.where(grey.view(-1, 1, 1, 1), faces, matched)
+    if options.smooth_small_faces and face_sizes is not None and faces.shape[0]:
+        small = face_sizes.to(faces.device) < SMALL_FACE_SIDE
+        if bool(small.any()):
+            faces = torch.where(small.view(-1, 1, 1, 1), smooth_crops(faces), faces)
+    return faces
 
 
 def _gaussian_kernel(kernel_size: int, sigma: float, device: torch.device) -> torch.Tensor:
@@ -282,14 +385,17 @@ def paste_faces(
     mask: torch.Tensor | None = None,
     mode: str = "bicubic",
     margin: int = 2,
+    options: PasteOptions | None = None,
+    face_sizes: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Blend restored face crops back into the image they were cut from.
 
-    For each face ``n`` the crop ``fidelity * restored[n] + (1 - fidelity) * originals[n]``
-    and its mask are warped back with ``invert_affine(matrices[n])`` over the face's region
-    of interest only. Per pixel, the face with the largest mask value ``m`` wins (the earlier
-    face on ties) and the output is ``image * (1 - m) + face * m``. Pixels where every face's
-    mask is exactly 0 are copied from ``image`` unchanged (bit-identical).
+    With ``options``, the crops are finished first (:func:`finish_faces`: grey kept grey,
+    colour match, small-face smoothing). Each face and its mask are then warped back
+    with ``invert_affine(matrices[n])`` over the face's region of interest only. Per pixel,
+    the face with the largest mask value ``m`` wins (the earlier face on ties) and the output
+    is ``image * (1 - fidelity * m) + face * fidelity * m``. Pixels where every face's mask is
+    exactly 0, and every pixel at fidelity 0, are the input's, bit for bit.
 
     Memory: one output image and one ``(H, W)`` mask, plus per-face ROI buffers; faces are
     processed one at a time, never with a full-frame tensor per face.
@@ -300,13 +406,17 @@ def paste_faces(
         originals: ``(N, C, S, S)`` aligned crops before restoration (from
             :func:`gpen_core.face.align.warp_faces`), float in [0, 1].
         matrices: ``(N, 2, 3)`` image -> crop affine matrices used to cut the crops.
-        fidelity: in [0, 1], the official ``alpha``: 1 pastes the restored faces, 0 the
-            original crops.
+        fidelity: in [0, 1]: 1 pastes the restored faces (the official paste), 0 returns
+            the image unchanged; in between, a mix in image space.
         mask: ``(S, S)`` mask shared by every face, or ``(N, S, S)`` one per face (e.g. from
             :func:`soften_parsing_mask`), float in [0, 1]; default :func:`official_paste_mask`.
         mode: interpolation of the face when warping back: ``"bicubic"`` (default),
             ``"bilinear"`` (official) or ``"nearest"``. The mask is always bilinear.
         margin: extra pixels around each face's region of interest (>= 0).
+        options: finishing steps (:func:`finish_faces`; None: none, the crops are pasted as
+            given); its ``mask`` mode is the caller's business (pass the mask in ``mask``).
+        face_sizes: ``(N,)`` shorter side in image pixels of each face's detected box, for
+            the small-face smoothing (None: no smoothing).
 
     Returns:
         ``(pasted, paste_mask)``: ``(C, H, W)`` image (dtype and device of ``image``), values
@@ -373,6 +483,7 @@ def paste_faces(
         return pasted, full_mask
     matrices64 = matrices.to(device=device, dtype=torch.float64)
     inverse64 = invert_affine(matrices64)
+    faces = restored if options is None else finish_faces(restored, originals, masks, options, face_sizes)
 
     for n in range(count):
         roi = _face_roi(inverse64[n], size, height, width, margin)
@@ -385,9 +496,7 @@ def paste_faces(
         coords = _pixel_grid(matrices64[n : n + 1], roi_h, roi_w, x0=x0, y0=y0)
         grid = normalize_grid(coords, size, size).to(work)  # (1, h, w, 2)
 
-        face = restored[n : n + 1].to(device=device, dtype=work)
-        if fidelity < 1.0:
-            face = face * fidelity + originals[n : n + 1].to(device=device, dtype=work) * (1.0 - fidelity)
+        face = faces[n : n + 1].to(device=device, dtype=work)
         # "border" for the face: its edge pixels are not darkened by zeros where the mask
         # (sampled with zero padding, which sets the support) is still slightly above 0
         face_roi = F.grid_sample(face, grid, mode=mode, padding_mode="border", align_corners=False)[0]
@@ -404,7 +513,8 @@ def paste_faces(
             continue
         full_mask[y0:y1, x0:x1] = torch.where(wins, mask_roi, current)
         base = image[:, y0:y1, x0:x1].to(work)
-        blended = base * (1.0 - mask_roi) + face_roi * mask_roi
+        weight = mask_roi * fidelity
+        blended = base * (1.0 - weight) + face_roi * weight
         target = pasted[:, y0:y1, x0:x1]
         pasted[:, y0:y1, x0:x1] = torch.where(wins, blended.to(image.dtype), target)
 

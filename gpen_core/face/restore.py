@@ -4,7 +4,9 @@
    the crops -> ``(N, 3, S, S)`` crops and an :class:`~gpen_core.face.faces.AlignedFaces` record.
 2. :func:`restore_crops`: the crops through GPEN (:func:`gpen_core.enhance.enhance_images`) in
    face batches sized by the memory strategy.
-3. :func:`paste_back`: the restored crops pasted into the images (or into a resized copy: the
+3. :func:`paste_masks` (parse mask only): the restored crops through the face parser, in the same
+   face batches -> ``(N, S, S)`` masks.
+4. :func:`paste_back`: the restored crops pasted into the images (or into a resized copy: the
    scale is composed into the matrices) -> images and paste masks.
 
 :func:`restore_faces` runs exactly these steps over chunks of frames, so that a long video needs
@@ -30,7 +32,8 @@ from .detection.api import detect_faces
 from .detection.detectors import FaceDetector
 from .detection.selection import FaceSelection
 from .faces import AlignedFaces, image_scale, scale_matrices, size_of
-from .paste import paste_faces
+from .parsing import ParseNet, kept_classes, parse_paste_masks, parser_peak_bytes
+from .paste import PasteOptions, paste_faces, resolve_mask_mode
 from .tracking import LandmarkSmoother
 
 log = logging.getLogger(__name__)
@@ -170,13 +173,28 @@ def detect_and_align(
     return crops, faces
 
 
-def face_batch_size(model: GPEN, faces: int, budget_bytes: int, *, margin: float = 0.8) -> int:
-    """The most faces (<= :data:`MAX_FACE_BATCH`) whose untiled forward fits ``margin * budget``; at least 1."""
+def face_batch_size(model: GPEN, faces: int, budget_bytes: int, *, margin: float = 0.8,
+                    parser: ParseNet | None = None) -> int:
+    """The most faces (<= :data:`MAX_FACE_BATCH`) whose untiled GPEN forward, and parser forward
+    when a parser is given (they run one after the other), fit ``margin * budget``; at least 1."""
     best = 1
     for batch in range(1, min(faces, MAX_FACE_BATCH) + 1):
-        if estimate_peak_bytes(model.config, model.dtype, batch, Strategy()) <= margin * budget_bytes:
+        peak = estimate_peak_bytes(model.config, model.dtype, batch, Strategy())
+        if parser is not None:
+            peak = max(peak, parser_peak_bytes(parser.config, model.dtype, batch))
+        if peak <= margin * budget_bytes:
             best = batch
     return best
+
+
+def _face_batch(model: GPEN, total: int, budget: int, face_batch: int | None, parser: ParseNet | None) -> int:
+    """The faces per forward of both networks: as given, else one on the CPU (each face is a
+    progress and cancel point), on a GPU the most that fit the budget."""
+    if face_batch is None:
+        face_batch = 1 if model.device.type == "cpu" else face_batch_size(model, total, budget, parser=parser)
+    if face_batch < 1:
+        raise ValueError(f"face_batch must be >= 1 or None; got {face_batch}")
+    return face_batch
 
 
 def restore_crops(
@@ -190,6 +208,7 @@ def restore_crops(
     face_batch: int | None = None,
     progress: Progress | None = None,
     on_record: Callable[[RunRecord], None] | None = None,
+    parser: ParseNet | None = None,
 ) -> torch.Tensor:
     """Step 2: aligned crops through GPEN.
 
@@ -204,6 +223,7 @@ def restore_crops(
         progress: ``progress(faces_done, N)``, per face batch (and per tile when tiled).
         on_record: when given, the run is measured (``enhance_images(measure=True)``) and its
             :class:`~gpen_core.runtime.report.RunRecord` handed to it (e.g. for the memory report).
+        parser: the face parser that will run on the same batches (counted in the batch size).
 
     Returns:
         ``(N, 3, S_model, S_model)`` float in [0, 1] on the crops' device.
@@ -213,10 +233,7 @@ def restore_crops(
         size = model.config.size
         return crops.new_zeros((0, 3, size, size))
     budget = memory_budget if memory_budget is not None else free_memory_bytes(model.device)
-    if face_batch is None:
-        face_batch = 1 if model.device.type == "cpu" else face_batch_size(model, total, budget)
-    if face_batch < 1:
-        raise ValueError(f"face_batch must be >= 1 or None; got {face_batch}")
+    face_batch = _face_batch(model, total, budget, face_batch, parser)
     log.info("restoring %d face(s) in batches of %d", total, face_batch)
 
     def faces_done(done: int, steps: int) -> None:
@@ -234,6 +251,36 @@ def restore_crops(
     return out
 
 
+def paste_masks(
+    model: GPEN,
+    parser: ParseNet,
+    restored: torch.Tensor,
+    paste: PasteOptions | None = None,
+    *,
+    memory_budget: int | None = None,
+    face_batch: int | None = None,
+) -> torch.Tensor:
+    """Step 3 (parse mask): GPEN's paste masks of the restored crops, parsed as the official code
+    does, in the face batches of :func:`restore_crops` (same ``memory_budget`` and ``face_batch``).
+
+    Args:
+        model: the GPEN model (the parser runs in its device and dtype).
+        parser: a loaded :class:`~gpen_core.face.parsing.ParseNet` (moved to the model's device and dtype).
+        restored: ``(N, 3, S, S)`` crops after GPEN, float in [0, 1].
+        paste: ``keep_hair`` / ``keep_neck`` choose the classes (default: GPEN's table).
+
+    Returns:
+        ``(N, S, S)`` float32 masks in [0, 1] on the crops' device.
+    """
+    paste = paste or PasteOptions()
+    parser.to(device=model.device, dtype=model.dtype)
+    total = restored.shape[0]
+    budget = memory_budget if memory_budget is not None else free_memory_bytes(model.device)
+    batch = _face_batch(model, max(total, 1), budget, face_batch, parser)
+    kept = kept_classes(keep_hair=paste.keep_hair, keep_neck=paste.keep_neck)
+    return parse_paste_masks(parser, restored, kept=kept, batch_size=batch)
+
+
 def paste_back(
     targets: torch.Tensor,
     restored: torch.Tensor,
@@ -244,6 +291,7 @@ def paste_back(
     out: torch.Tensor | None = None,
     out_masks: torch.Tensor | None = None,
     progress: Progress | None = None,
+    paste: PasteOptions | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Step 3: paste restored crops into the images they were cut from, at any uniform scale.
 
@@ -253,13 +301,16 @@ def paste_back(
             read from the sizes and composed into the matrices, so masks and faces follow it.
         restored: ``(N, 3, S, S)`` restored crops, ``S = faces.crop_size``, in ``faces``' order.
         faces: from :func:`detect_and_align`.
-        fidelity: the official ``alpha`` in [0, 1]: 1 pastes the restored faces, 0 the original
-            faces (cut again from ``targets`` with the same matrices).
+        fidelity: in [0, 1]: 1 pastes the restored faces (the official paste), 0 returns the targets
+            exactly; in between, ``target * (1 - f m) + face * f m`` (image space).
         face_masks: optional ``(N, S, S)`` float masks in [0, 1], one per crop in crop pixels (e.g. a
             face-parsing mask), used as they are; default: the official feathered rectangle.
         out, out_masks: optional ``(B, 3, H', W')`` and ``(B, H', W')`` tensors to write into (any
             device, e.g. views of a preallocated output); new tensors on ``targets``' device otherwise.
         progress: ``progress(images_done, B)`` after each image.
+        paste: finishing (grey kept grey, colour match, small-face smoothing by the detected box
+            side in source pixels); default :class:`PasteOptions` (as :func:`restore_faces`). Grey
+            and colour compare with the original crops, cut again from ``targets``.
 
     Returns:
         ``(images, masks)``: pasted images (pixels where every mask is 0 are the target's exactly)
@@ -283,6 +334,7 @@ def paste_back(
     check_range(fidelity, 0.0, 1.0, "fidelity")
     if face_masks is not None:
         check_shape(face_masks, [str(len(faces)), str(size), str(size)], "face_masks", "one mask per face, crop size")
+    paste = paste or PasteOptions()
     if out is None:
         out = torch.empty_like(targets)
     if out_masks is None:
@@ -294,9 +346,13 @@ def paste_back(
             scale = image_scale(faces.source_sizes[i], (height, width), name=f"image {i} to paste into")
             matrices = scale_matrices(faces.matrices[rows], *scale).to(target.device)
             face = restored[rows.to(restored.device)].to(target.device, target.dtype)
-            originals = warp_faces(target.float(), matrices, size).to(target.dtype) if fidelity < 1.0 else face
+            needs_originals = paste.keep_grey or paste.color_match != "off"
+            originals = warp_faces(target.float(), matrices, size).to(target.dtype) if needs_originals else face
             own = None if face_masks is None else face_masks[rows.to(face_masks.device)]
-            pasted, mask = paste_faces(target, face, originals, matrices, fidelity=fidelity, mask=own)
+            boxes = faces.boxes[rows]
+            sides = (boxes[:, 2:] - boxes[:, :2]).amin(dim=1)
+            pasted, mask = paste_faces(target, face, originals, matrices, fidelity=fidelity, mask=own,
+                                       options=paste, face_sizes=sides)
             out[i] = pasted
             out_masks[i] = mask
             del pasted, mask
@@ -365,6 +421,8 @@ def restore_faces(
     out: torch.Tensor | None = None,
     progress: Progress | None = None,
     on_record: Callable[[RunRecord], None] | None = None,
+    parser: ParseNet | None = None,
+    paste: PasteOptions | None = None,
 ) -> RestoredBatch:
     """Restore every face of every image: :func:`detect_and_align`, :func:`restore_crops`,
     :func:`paste_back`, chunk by chunk of frames.
@@ -376,7 +434,8 @@ def restore_faces(
         images: ``(B, 3, H, W)`` RGB float in [0, 1] (alpha, if any, must be split off first); any
             device (the output goes there).
         detect: detection and selection options.
-        fidelity: official ``alpha`` in [0, 1]: 1 pastes the restored faces, 0 the originals.
+        fidelity: in [0, 1]: 1 pastes the restored faces (official), 0 returns the paste target
+            exactly; the mix is in image space.
         upscale_factor: in [1, 8]: without ``upscaled``, faces are pasted into ``images`` resized by
             this factor (bicubic, :func:`gpen_core.images.tensors.resize`; sizes rounded as
             :func:`upscaled_size`). With ``upscaled``: 1, or its scale (see :func:`paste_size`).
@@ -393,12 +452,19 @@ def restore_faces(
             by detection (per frame), restoration (per face) and paste (per frame); may raise to interrupt,
             which stops between faces, frames and chunks.
         on_record: see :func:`restore_crops` (called once per chunk that has faces).
+        parser: a :class:`~gpen_core.face.parsing.ParseNet` for the ``parse`` mask; it is moved to
+            the model's device and dtype, and runs in the same face batches (:func:`paste_masks`).
+        paste: mask mode and finishing (default :class:`PasteOptions`: parse mask when a parser
+            is given, else box; grey kept grey; small faces smoothed).
 
     Returns:
         A :class:`RestoredBatch`. An image without faces comes back as its paste target with a zero mask.
     """
     _check_images(images, "images")
     check_range(fidelity, 0.0, 1.0, "fidelity")
+    paste = paste or PasteOptions()
+    if resolve_mask_mode(paste.mask, parser is not None) == "box":
+        parser = None
     count, _, height, width = images.shape
     if upscaled is not None:
         _check_images(upscaled, "upscaled image")
@@ -441,12 +507,16 @@ def restore_faces(
         restored = restore_crops(
             model, crops, tile_size=tile_size, overlap=overlap, recompute=recompute, memory_budget=memory_budget,
             face_batch=face_batch, progress=report(0.1, 0.8), on_record=on_record,
+            parser=parser,
         )
+        face_masks = None
+        if parser is not None and len(faces):
+            face_masks = paste_masks(model, parser, restored, paste, memory_budget=memory_budget, face_batch=face_batch)
         targets = sources if sources is not None else resize(frames, out_h, out_w)
         del frames, sources
         paste_back(
             targets, restored, faces, fidelity=fidelity, out=out[start:stop], out_masks=masks[start:stop],
-            progress=report(0.9, 0.1),
+            progress=report(0.9, 0.1), face_masks=face_masks, paste=paste,
         )
         del targets
         records.append(faces)

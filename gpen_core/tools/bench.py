@@ -165,6 +165,32 @@ def format_row(row: Row) -> str:
             f"{(row.peak_bytes + row.weight_bytes) / MiB:9.1f} {row.seconds:8.2f} {ops:>5} {err:>9} {mean:>9}")
 
 
+def bench_parser(precisions: list[str], device: torch.device, repeat: int,
+                 log: Callable[[str], None] = print, config=None) -> list[Row]:
+    """ParseNet at 512 (the paste-mask parser; ``config`` default: the official one), one face
+    per forward, per precision; the error is the max abs logit difference against the first."""
+    from ..face.parsing import load_parser, parser_input, seeded_parse_images, seeded_parsenet_state_dict
+
+    state = seeded_parsenet_state_dict(config)
+    crop = torch.from_numpy(seeded_parse_images(8)[..., ::-1].copy()).permute(0, 3, 1, 2)
+    rows: list[Row] = []
+    reference = None
+    for precision in precisions:
+        parser = load_parser(state, device=device, dtype=DTYPES[precision])
+        x = parser_input(crop.to(device), dtype=DTYPES[precision])
+        run = functools.partial(parser.logits, x)
+        with torch.inference_mode():
+            run()  # warm-up
+            seconds = best_time(run, repeat, device)
+            out, peak = peak_memory(run, device)
+        if reference is None:
+            reference = out.float()
+        error = float((out.float() - reference).abs().max())
+        rows.append(Row(512, precision, "ParseNet (paste mask)", peak, weight_bytes(parser), seconds, error))
+        log(format_row(rows[-1]))
+    return rows
+
+
 def time_official(checkout: str, size: int, device: torch.device, repeat: int) -> tuple[float, float, float]:
     """(official seconds, ours seconds, max abs difference) for fp32 at ``size``, same weights, same run."""
     root = Path(checkout)
@@ -199,6 +225,9 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
     for size in args.sizes:
         rows += bench_size(size, args.precisions, args.tile_size, device, args.repeat, backward=not args.no_backward,
                            overlaps=tuple(args.overlaps))
+    if not args.no_parser:
+        print("face parser, per face (seeded weights):")
+        parser_rows = bench_parser(args.precisions, device, args.repeat)
     if args.official:
         for size in args.sizes:
             t_off, t_ours, diff = time_official(args.official, size, device, args.repeat)
@@ -209,4 +238,4 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
 
         plot_rows(rows).save(args.plot)
         print(f"plot written to {args.plot}")
-    return rows
+    return rows if args.no_parser else rows + parser_rows

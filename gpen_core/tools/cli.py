@@ -43,7 +43,8 @@ WHOLE_IMAGE = ("none", "whole")
 EXACT_OVERLAP = -1
 """``--overlap`` value meaning exact halos (the core's ``overlap=None``), as in the node."""
 DETECTOR_OPTIONS = ("detector", "detector_dir", "fidelity", "selection", "faces", "max_faces", "min_face_size",
-                    "max_face_size", "score_threshold")
+                    "max_face_size", "score_threshold", "mask", "parser", "no_keep_hair", "no_keep_neck",
+                    "no_smooth_small_faces", "no_keep_grey", "color_match", "save_mask")
 """Options of whole-photo restoration, refused with ``--aligned`` (they would do nothing)."""
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
 
@@ -136,7 +137,13 @@ def check_enhance_options(args: argparse.Namespace) -> dict:
         raise UsageError("--overlap cuts the halos of tiles: give --tile-size N too (or --recompute)")
     if any(sep in args.suffix for sep in ("/", "\\", os.sep)):
         raise UsageError(f"--suffix {args.suffix!r}: a file-name part without folder separators, e.g. _gpen")
+    from ..face.paste import PasteOptions
+
+    paste = PasteOptions(mask=args.mask or "auto", keep_hair=not args.no_keep_hair, keep_neck=not args.no_keep_neck,
+                         smooth_small_faces=not args.no_smooth_small_faces, keep_grey=not args.no_keep_grey,
+                         color_match=args.color_match or "off")
     return {
+        "paste": paste,
         "fidelity": fidelity,
         "score_threshold": score or None,
         "selection": selection,
@@ -152,8 +159,18 @@ def check_enhance_options(args: argparse.Namespace) -> dict:
 # enhance
 
 
-def _restore_photo(model, detector, image: torch.Tensor, options: dict) -> tuple[torch.Tensor, int]:
-    """Detect, align, enhance and paste back every face of one ``(C, H, W)`` image; (image, faces found)."""
+def _load_parser(args: argparse.Namespace, model_path: Path, model):
+    """The ParseNet for ``--mask`` (None for box, or for auto without a file): ``--parser``, else the
+    ``--detector-dir`` folders and the folder of ``--model``."""
+    from ..face.parsing import load_parser_for_mask
+
+    where = args.parser or [*(args.detector_dir or []), str(model_path.parent)]
+    return load_parser_for_mask(args.mask or "auto", where, device=model.device, dtype=model.dtype)
+
+
+def _restore_photo(model, detector, image: torch.Tensor, options: dict,
+                   parser=None) -> tuple[torch.Tensor, int, torch.Tensor]:
+    """Detect, align, enhance and paste back every face of one ``(C, H, W)`` image; (image, faces found, mask)."""
     from ..face.restore import DetectOptions, restore_faces
     from ..images.tensors import split_alpha
 
@@ -161,9 +178,10 @@ def _restore_photo(model, detector, image: torch.Tensor, options: dict) -> tuple
     chosen: FaceSelection = options["selection"]
     detect = DetectOptions(options["score_threshold"], chosen.min_face_size, chosen.order, chosen.max_faces,
                            chosen.indices, chosen.max_face_size)
-    result = restore_faces(model, detector, rgb, detect=detect, fidelity=options["fidelity"], **options["forward"])
+    result = restore_faces(model, detector, rgb, detect=detect, fidelity=options["fidelity"], parser=parser,
+                           paste=options["paste"], **options["forward"])
     out = result.images[0] if alpha is None else torch.cat([result.images[0], alpha[0]])
-    return out, len(result.faces)
+    return out, len(result.faces), result.masks[0]
 
 
 def _job_label(job: Job) -> str:
@@ -203,6 +221,8 @@ def cmd_enhance(args: argparse.Namespace) -> int:
 
         model = load_model(model_path, device=device, precision=args.precision, input_range=args.input_range,
                            compile=args.compile)
+        if detector is not None:
+            options["parser"] = _load_parser(args, model_path, model)
         written = _run_jobs(jobs, model, detector, options, args, failures)
     finally:
         if written == 0:
@@ -230,9 +250,11 @@ def _run_jobs(jobs: list[Job], model, detector, options: dict, args: argparse.Na
                 if detector is None:
                     out = enhance_images(model, image[None], keep_size=args.keep_size, **options["forward"])[0]
                 else:
-                    out, faces = _restore_photo(model, detector, image, options)
+                    out, faces, mask = _restore_photo(model, detector, image, options, options.get("parser"))
                     if faces == 0:
                         no_faces.append(_job_label(job))
+                    if args.save_mask:
+                        write_image(job.target.with_name(f"{job.target.stem}_mask.png"), mask[None].expand(3, -1, -1))
                 write_image(job.target, out)
                 written += 1
             except (KeyboardInterrupt, SystemExit):
@@ -364,7 +386,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto (default), retinaface_resnet50, retinaface_mobile0.25, mtcnn, or a weights file/folder")
     p.add_argument("--detector-dir", action="append", default=None,
                    help="folder with detector weights (repeatable), e.g. ComfyUI/models/facedetection")
-    p.add_argument("--fidelity", type=float, default=None, help="1 (default): restored faces, 0: original faces")
+    p.add_argument("--fidelity", type=float, default=None,
+                   help="1 (default): restored faces (the official paste), 0: the input exactly; mixed in image space")
+    p.add_argument("--mask", choices=["auto", "parse", "box"], default=None,
+                   help="paste mask: parse (face parsing, as the official code), box (blurred square), auto (default: "
+                        "parse when a ParseNet file is found, else box)")
+    p.add_argument("--parser", default=None,
+                   help="ParseNet-latest.pth / parsing_parsenet.pth, or a folder with one (default: the "
+                        "--detector-dir folders and the folder of --model)")
+    p.add_argument("--no-keep-hair", action="store_true", default=None, help="parse mask: keep the original hair")
+    p.add_argument("--no-keep-neck", action="store_true", default=None,
+                   help="parse mask: keep the original neck (as facexlib)")
+    p.add_argument("--no-smooth-small-faces", action="store_true", default=None,
+                   help="skip the official 3x3 smoothing of faces whose box is under 100 px")
+    p.add_argument("--no-keep-grey", action="store_true", default=None,
+                   help="paste GPEN's colours into grey photos too")
+    p.add_argument("--color-match", choices=["off", "lab", "ycbcr"], default=None,
+                   help="match the restored face's colour mean and spread inside the mask to the original's")
+    p.add_argument("--save-mask", action="store_true", default=None,
+                   help="also write the paste mask as <stem><suffix>_mask.png")
     p.add_argument("--selection", choices=[*FACE_ORDERS, *ORDER_ALIASES], default=None,
                    help="face order (default: score; all = score)")
     p.add_argument("--faces", default=None, help='indices in that order, e.g. "0", "0,2", "1-3" (default: all)')
@@ -409,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=2, help="timed runs per row, >= 1 (the best is shown)")
     p.add_argument("--tile-size", type=int, default=256, help="tile size of the tiled rows")
     p.add_argument("--no-backward", action="store_true", help="skip the forward+backward rows")
+    p.add_argument("--no-parser", action="store_true", help="skip the face-parser (ParseNet) rows")
     p.add_argument("--overlaps", type=int, nargs="*", default=[0, 2], help="inexact overlaps to measure too")
     p.add_argument("--plot", default=None, help="also draw memory and time per strategy into this PNG")
     p.add_argument("--official", default=None, help="path to a yangxy/GPEN checkout: also time the official code (CPU)")

@@ -6,6 +6,7 @@ from .load import (
     ParserWeightsNotFoundError,
     find_parser_weights,
     load_parser,
+    load_parser_for_mask,
     parsenet_config_from_state_dict,
     read_parser_state_dict,
     require_parser_weights,
@@ -19,6 +20,7 @@ from .masks import (
 )
 from .network import ParseNet, ParseNetConfig
 from .resize import cv2_resize_uint8
+from .run import parse_classes, parse_paste_masks, parser_peak_bytes
 from .seeded import seeded_parse_images, seeded_parsenet_state_dict, state_dict_digest
 
 __all__ = [
@@ -35,8 +37,12 @@ __all__ = [
     "gpen_paste_mask",
     "kept_classes",
     "load_parser",
+    "load_parser_for_mask",
+    "parse_classes",
+    "parse_paste_masks",
     "parsenet_config_from_state_dict",
     "parser_input",
+    "parser_peak_bytes",
     "read_parser_state_dict",
     "require_parser_weights",
     "seeded_parse_images",

@@ -25,6 +25,7 @@ __all__ = [
     "ParserWeightsNotFoundError",
     "find_parser_weights",
     "load_parser",
+    "load_parser_for_mask",
     "parsenet_config_from_state_dict",
     "read_parser_state_dict",
     "require_parser_weights",
@@ -199,3 +200,33 @@ def load_parser(
     model.to(device=device or "cpu", dtype=dtype)
     logger.debug("loaded ParseNet %s from %s", config, name)
     return model
+
+
+def load_parser_for_mask(
+    mask: str,
+    where: str | os.PathLike | Iterable[str | os.PathLike],
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> ParseNet | None:
+    """The parser a paste-mask mode needs: None for ``"box"``, and for ``"auto"`` when no file is found.
+
+    Args:
+        mask: ``"parse"``, ``"auto"`` or ``"box"``.
+        where: a ParseNet file, or folders to search (:func:`find_parser_weights`).
+        device, dtype: as :func:`load_parser` (use the GPEN model's).
+
+    Raises:
+        ParserWeightsNotFoundError: ``"parse"`` and no file found.
+        CheckpointError: a file was found but cannot be used (never silently replaced by the box).
+    """
+    if mask == "box":
+        return None
+    if isinstance(where, (str, os.PathLike)) and Path(where).is_file():
+        path: Path | None = Path(where)
+    else:
+        path = require_parser_weights(where) if mask == "parse" else find_parser_weights(where)
+    if path is None:
+        return None
+    logger.info("face parser: %s", path)
+    return load_parser(path, device=device, dtype=dtype)
