@@ -10,6 +10,7 @@ import gpen_core as g
 from gpen_core.arch.regions import Interval, modulated_upsample_needs, rgb_upsample_needs
 from gpen_core.arch.tiled import plan_tile, tile_grid
 from gpen_core.runtime.memory import peak_memory
+from helpers import TINY
 
 CONFIGS = {
     32: g.GPENConfig(32, 2, 0.0625),
@@ -126,3 +127,13 @@ def test_bad_options(tiny_model):
         tiny_model(x, tile_size=32, overlap=-1)
     with pytest.raises(ValueError, match="overlap only applies"):
         tiny_model(x, overlap=4)
+
+
+@pytest.mark.parametrize(("tile", "recompute"), [(None, False), (16, False), (32, False), (16, True)])
+def test_output_does_not_depend_on_the_input_layout(tiny_model, tile, recompute):
+    """A contiguous and a channels-last copy of one image give the same bits (ComfyUI hands channels-last views)."""
+    x = torch.rand(1, 3, TINY.size, TINY.size, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    with torch.inference_mode():
+        plain = tiny_model(x, tile_size=tile, recompute=recompute)
+        last = tiny_model(x.contiguous(memory_format=torch.channels_last), tile_size=tile, recompute=recompute)
+    assert torch.equal(plain, last)

@@ -192,7 +192,11 @@ class TiledRun:
         r0 = self.r0
         if not self.recompute:
             sizes = [self.size // 2**i for i in range(self.model.num_stages)]
-            for r, f in zip(sizes, self.model.encode(self.image), strict=True):
+            # Every feature is kept whole here, so a channels-last copy of the (3-channel) image costs
+            # little, and it makes the features channels-last whatever the caller's layout: the
+            # result then does not depend on the input's strides (kernels differ in rounding by layout).
+            image = self.image.contiguous(memory_format=torch.channels_last)
+            for r, f in zip(sizes, self.model.encode(image), strict=True):
                 features[r] = f
             return features
         step = max(1, (self.tile * r0) // self.size)
