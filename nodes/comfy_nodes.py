@@ -26,6 +26,7 @@ from .logic import (
     OUTPUT_SIZES,
     PRECISION_OPTIONS,
     enhance_comfy_images,
+    measure_wanted,
 )
 from .model_folders import gpen_files, gpen_path
 
@@ -124,6 +125,7 @@ class GPENEnhance(io.ComfyNode):
                 io.Int.Input("batch_size", default=1, min=1, max=64, tooltip="images per forward pass"),
             ],
             outputs=[io.Image.Output(display_name="image")],
+            hidden=[io.Hidden.prompt],
         )
 
     @classmethod
@@ -133,7 +135,7 @@ class GPENEnhance(io.ComfyNode):
         out = enhance_comfy_images(
             gpen, image, tile_size=tile_size, overlap=overlap, recompute=recompute, output_size=output_size,
             batch_size=batch_size, memory_budget=budget, progress=interruptible_progress(image.shape[0]),
-            on_record=LastRun.keep,
+            on_record=LastRun.keep if measure_wanted(cls.hidden.prompt, gpen.device) else None,
         )
         return io.NodeOutput(out.to(mm.intermediate_device()))
 

@@ -5,6 +5,7 @@ is carried through, resized with the image when the faces are pasted at a larger
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,6 +27,8 @@ from ..gpen_core.face.tracking import LandmarkSmoother
 from ..gpen_core.images.tensors import resize, split_alpha
 from ..gpen_core.runtime.report import RunRecord
 from .logic import AUTO_TILE, bchw_to_comfy, comfy_to_bchw, core_tile_size
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 
@@ -66,6 +69,20 @@ def _output_buffer(
     return buffer, buffer.movedim(-1, 1)[:, :3]
 
 
+def crops_or_placeholder(crops: torch.Tensor | None, size: int) -> torch.Tensor:
+    """Crops ``(N, S, S, 3)`` as a ComfyUI IMAGE; when no face was found, one black ``S x S`` image.
+
+    A ComfyUI IMAGE batch cannot be empty (Save Image and Preview Image fail on one), so a run without
+    faces hands on a single black crop, with a warning; GPEN Paste Faces ignores it (the faces record
+    says zero faces).
+    """
+    if crops is not None and crops.shape[0]:
+        return bchw_to_comfy(crops)
+    if crops is not None:
+        log.warning("no face found: the crop output holds one black %dx%d image", size, size)
+    return torch.zeros((1, size, size, 3))
+
+
 def detect_comfy_images(
     detector,
     images: torch.Tensor,
@@ -93,7 +110,7 @@ def detect_comfy_images(
             detect=detect_options(score_threshold, min_face_size, selection, max_faces, face_indices, max_face_size),
             crop_source=None if upscaled is None else _rgb(upscaled), smoother=smoother, progress=progress,
         )
-    return bchw_to_comfy(crops), faces
+    return crops_or_placeholder(crops, crop_size), faces
 
 
 def paste_comfy_images(
@@ -131,12 +148,12 @@ def paste_comfy_images(
     height, width = paste_size(source, upscale_factor, None if given == source else given)
     size = faces.crop_size
     crops = _rgb(restored)
-    if crops.shape[0] != len(faces):
+    if len(faces) and crops.shape[0] != len(faces):  # without faces: the placeholder crop, ignored
         raise ValueError(
             f"restored_faces has {crops.shape[0]} crop(s) but {len(faces)} face(s) were detected: connect the crops "
             "of GPEN Detect & Align Faces after your restoration node, one per face, in the same order"
         )
-    if face_masks is not None and (face_masks.dim() != 3 or face_masks.shape[0] != len(faces)):
+    if len(faces) and face_masks is not None and (face_masks.dim() != 3 or face_masks.shape[0] != len(faces)):
         raise ValueError(
             f"face_masks must be a MASK with one mask per face ({len(faces)}, H, W); got {tuple(face_masks.shape)}"
         )
@@ -217,9 +234,8 @@ def restore_comfy_images(
             memory_budget=memory_budget, face_batch=face_batch, out=out, progress=progress, on_record=on_record,
         )
     size = model.config.size
-    empty = torch.zeros((0, size, size, 3))
-    before = empty if result.crops is None else bchw_to_comfy(result.crops)
-    after = empty if result.restored is None else bchw_to_comfy(result.restored)
+    before = crops_or_placeholder(result.crops, size)
+    after = crops_or_placeholder(result.restored, size)
     return buffer, before, after, result.masks.float().cpu()
 
 

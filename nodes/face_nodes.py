@@ -12,7 +12,7 @@ from ..gpen_core.face.restore import MAX_UPSCALE
 from .comfy_nodes import LastRun
 from .face_logic import detect_comfy_images, linked_outputs, paste_comfy_images, restore_comfy_images
 from .glue import FaceDetector, GPENModel, interruptible_progress, load_for_run
-from .logic import AUTO_TILE, DETECTOR_DEVICES, DETECTOR_OPTIONS, NODE_MIN_TILE, SELECTION_OPTIONS
+from .logic import AUTO_TILE, DETECTOR_DEVICES, DETECTOR_OPTIONS, NODE_MIN_TILE, SELECTION_OPTIONS, measure_wanted
 from .model_folders import facedetection_folders, parser_folders
 
 Faces = io.Custom("GPEN_FACES")
@@ -163,7 +163,8 @@ class GPENFaceRestore(io.ComfyNode):
             min_face_size=min_face_size, selection=selection, max_faces=max_faces, face_indices=face_indices,
             max_face_size=max_face_size, upscale_factor=upscale_factor, upscaled=upscaled_image,
             landmark_smoothing=landmark_smoothing, keep_crops=used is None or bool(used & set(CROP_OUTPUTS)),
-            tile_size=tile_size, memory_budget=budget, progress=interruptible_progress(1), on_record=LastRun.keep,
+            tile_size=tile_size, memory_budget=budget, progress=interruptible_progress(1),
+            on_record=LastRun.keep if measure_wanted(cls.hidden.prompt, gpen_model.model.gpen.device) else None,
             paste=paste_options(mask, keep_hair, keep_neck, smooth_small_faces, keep_grey, color_match),
             parser_dirs=parser_folders(),
         )

@@ -3,6 +3,7 @@ mapping, and the enhance / restore calls."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -11,6 +12,7 @@ from ..gpen_core.arch.generator import GPEN
 from ..gpen_core.enhance import Enhanced, enhance_images
 from ..gpen_core.face.detection.loader import DETECTOR_NAMES
 from ..gpen_core.face.detection.selection import FACE_ORDERS, ORDER_ALIASES
+from ..gpen_core.runtime.memory import allocator_module
 from ..gpen_core.runtime.precision import DTYPES, PRECISIONS
 from ..gpen_core.runtime.report import RunRecord
 from ..gpen_core.tools.bench import OFFICIAL_CONFIGS
@@ -38,6 +40,22 @@ AUTO_TILE = 0
 NODE_MIN_TILE = 64
 """Smallest tile a node accepts (0 = automatic aside). Smaller tiles are exact but slow: a 256 forward in
 16-pixel tiles takes about a minute on a CPU (issue 8); the core's own floor stays ``MIN_TILE``."""
+
+
+REPORT_NODE = "GPENVRAMReport"
+"""The node that shows the last measured run."""
+
+
+def measure_wanted(prompt: dict[str, Any] | None, device: torch.device) -> bool:
+    """Whether a GPEN run should measure its peak memory for GPEN VRAM Report.
+
+    Measuring is cheap where the allocator keeps statistics (CUDA, XPU), so it is always on there.
+    Elsewhere (the CPU) it counts live tensors, which slows the run, so it is on only when the
+    API-format ``prompt`` holds a GPEN VRAM Report node, or when the prompt is unknown (``None``).
+    """
+    if allocator_module(device) is not None or prompt is None:
+        return True
+    return any(isinstance(node, dict) and node.get("class_type") == REPORT_NODE for node in prompt.values())
 
 
 def comfy_to_bchw(images: torch.Tensor) -> torch.Tensor:

@@ -68,7 +68,8 @@ def test_crops_can_be_dropped_for_long_videos(logic, frames):
     kept = logic.restore_comfy_images(model, TemplateFaceDetector(0.6), frames)
     dropped = logic.restore_comfy_images(model, TemplateFaceDetector(0.6), frames, keep_crops=False)
     assert kept[1].shape == kept[2].shape == (3, 64, 64, 3)
-    assert dropped[1].shape == dropped[2].shape == (0, 64, 64, 3)
+    assert dropped[1].shape == dropped[2].shape == (1, 64, 64, 3)  # unused outputs: one black placeholder
+    assert not dropped[1].any() and not dropped[2].any()
     assert torch.equal(kept[0], dropped[0]) and torch.equal(kept[3], dropped[3])
 
 
@@ -110,3 +111,16 @@ def test_paste_goes_in_chunks_and_takes_masks_per_crop(logic, frames):
     assert float((square_mask > 0).float().mean()) < float((whole_mask > 0).float().mean())  # a smaller region
     with pytest.raises(ValueError, match=r"one mask per face \(3, H, W\)"):
         logic.paste_comfy_images(images, faces, restored, face_masks=torch.zeros(2, 64, 64))
+
+
+def test_no_face_gives_a_black_placeholder_crop_that_paste_ignores(logic):
+    """An IMAGE batch cannot be empty (Save/Preview Image fail on one): without faces the crop outputs hold
+    one black crop, and pasting it back through the faces record (zero faces) returns the image unchanged."""
+    uniform = torch.full((2, 48, 40, 3), 0.25)
+    crops, faces = logic.detect_comfy_images(TemplateFaceDetector(0.6), uniform, 64)
+    assert len(faces) == 0 and crops.shape == (1, 64, 64, 3) and not crops.any()
+    out, mask = logic.paste_comfy_images(uniform, faces, crops)
+    assert torch.equal(out, uniform) and not mask.any()
+    image, before, after, mask = logic.restore_comfy_images(IdentityGPEN(64), TemplateFaceDetector(0.6), uniform)
+    assert torch.equal(image, uniform) and not mask.any()
+    assert before.shape == after.shape == (1, 64, 64, 3) and not before.any() and not after.any()

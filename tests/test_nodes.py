@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import sys
 from types import SimpleNamespace
 
 import comfy_stubs
@@ -173,3 +174,22 @@ def test_loader_shares_one_model_per_file_and_options(comfy):
     assert loader.execute("GPEN-TINY-64.pth", "auto", "cpu", "[-1,1]").args[0] is not first
     with pytest.raises(FileNotFoundError, match="GPEN-BFR-512.pth"):
         loader.execute("missing.pth", "fp32", "cpu", "[-1,1]")
+
+
+@pytest.mark.parametrize(("prompt", "measured"), [
+    (None, True),  # prompt unknown: measure
+    ({"1": {"class_type": "GPENEnhance", "inputs": {}}}, False),
+    ({"1": {"class_type": "GPENEnhance", "inputs": {}}, "2": {"class_type": "GPENVRAMReport", "inputs": {}}}, True),
+])
+def test_cpu_runs_are_measured_only_for_a_report(comfy, monkeypatch, prompt, measured):
+    """On the CPU, measuring counts live tensors (slow): Enhance measures only when the prompt shows the report."""
+    from comfy_stubs import HiddenHolder
+
+    nodes = {n.define_schema().node_id: n for n in comfy.nodes}
+    enhance = nodes["GPENEnhance"]
+    last_run = sys.modules[enhance.__module__].LastRun
+    monkeypatch.setattr(last_run, "record", None)
+    monkeypatch.setattr(enhance, "hidden", HiddenHolder(prompt=prompt))
+    model = nodes["GPENModelLoader"].execute("GPEN-TINY-64.pth", "fp32", "cpu", "[-1,1]").args[0]
+    enhance.execute(torch.rand(1, 64, 64, 3), model, 0, -1, False, "model size", 1)
+    assert (last_run.record is not None) == measured
