@@ -1,4 +1,5 @@
-"""Make ``docs/paste_masks.jpg``: the paste masks of the command line on a real photo, parse against box.
+"""Make ``docs/paste_masks.jpg`` (the paste masks of the command line on a real photo, parse against box)
+and ``docs/colour_match.jpg`` (``--color-match`` off / lab / ycbcr, with ``--no-keep-grey``).
 
 Seeded weights stand in for the released ones (nothing can be downloaded here): GPEN-BFR-512's and
 ParseNet's official layouts, so the restored face is noise and the parse map is that of random
@@ -6,7 +7,7 @@ weights. What the figure shows is where each mask lets the restored face in and 
 
 Usage (from the repository root; about a minute on a CPU)::
 
-    python docs/paste_figure.py ../shared/photos/portrait-1947.png docs/paste_masks.jpg
+    python docs/paste_figure.py ../shared/photos/portrait-1947.png docs/paste_masks.jpg docs/colour_match.jpg
 """
 
 from __future__ import annotations
@@ -30,12 +31,12 @@ TILE = 300
 """Side of each panel in the figure."""
 
 
-def run_cli(photo: Path, work: Path, mask: str) -> tuple[Image.Image, Image.Image]:
-    out = work / mask
+def run_cli(photo: Path, work: Path, mask: str, *extra: str) -> tuple[Image.Image, Image.Image]:
+    out = work / "-".join((mask, *extra)).replace("--", "")
     subprocess.run(
         [sys.executable, "-m", "gpen_core", "enhance", str(photo), "--model", str(work / "GPEN-BFR-512.pth"),
          "--parser", str(work / "parsing_parsenet.pth"), "--mask", mask, "--save-mask", "--device", "cpu",
-         "--precision", "fp32", "-o", str(out), "--force"],
+         "--precision", "fp32", "-o", str(out), "--force", *extra],
         check=True, cwd=ROOT,
     )
     return Image.open(out / f"{photo.stem}.png").convert("RGB"), Image.open(out / f"{photo.stem}_mask.png").convert("L")
@@ -61,7 +62,7 @@ def panel(image: Image.Image, label: str) -> Image.Image:
     return canvas
 
 
-def main(photo: str, target: str) -> None:
+def main(photo: str, target: str, colour_target: str) -> None:
     photo_path = Path(photo).resolve()
     target = str(Path(target).resolve())
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,7 +70,15 @@ def main(photo: str, target: str) -> None:
         torch.save(g.seeded_state_dict(g.GPENConfig(512, 2, 1.0), 1), work / "GPEN-BFR-512.pth")
         torch.save(seeded_parsenet_state_dict(), work / "parsing_parsenet.pth")
         results = {mask: run_cli(photo_path, work, mask) for mask in ("parse", "box")}
+        colours = {space: run_cli(photo_path, work, "box", "--no-keep-grey", "--color-match", space)[0]
+                   for space in ("off", "lab", "ycbcr")}
     source = Image.open(photo_path).convert("RGB")
+    row = [panel(source, "input")] + [panel(out, f"--color-match {space}") for space, out in colours.items()]
+    figure = Image.new("RGB", (4 * TILE + 30, row[0].height), "white")
+    for c, p in enumerate(row):
+        figure.paste(p, (c * (TILE + 10), 0))
+    figure.save(str(Path(colour_target).resolve()), quality=88)
+    print(f"wrote {colour_target}")
     box = boundary_box(results["box"][1])
     panels = [panel(source, "input")]
     for mask, (out, paste_mask) in results.items():
@@ -87,4 +96,4 @@ def main(photo: str, target: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:4])
