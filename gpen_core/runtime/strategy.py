@@ -73,7 +73,7 @@ def estimate_peak_bytes(config: GPENConfig, dtype: torch.dtype, batch: int, stra
     state = 2 * fmap(r0, r0)
     side = tile + TILE_HALO
     tiles = max(working(r, side * r // s + TILE_HALO) for r in levels if r > r0)
-    encoder = 3 * fmap(s, side + 2 * TILE_HALO) if strategy.recompute else 0
+    encoder = 2 * fmap(s, side + 2 * TILE_HALO) if strategy.recompute else 0
     return int(1.2 * batch * e * max(whole, state + high_features + tiles + encoder)) + out
 
 
