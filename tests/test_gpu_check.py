@@ -129,8 +129,12 @@ def cuda_faked_on_cpu(monkeypatch):
         monkeypatch.setattr(torch.cuda, name, fake)
 
 
-def test_every_section_runs_with_cuda_faked(cuda_faked_on_cpu, tmp_path):
-    """Tiny sizes on the CPU: the control flow of each section, and a report with every table filled."""
+def test_every_section_runs_with_cuda_faked(cuda_faked_on_cpu, tmp_path, monkeypatch):
+    """Tiny sizes on the CPU: the control flow of each section, and a report with every table filled.
+
+    A faked device cannot capture CUDA graphs, so the cuda_graphs column is switched off (its note is checked).
+    """
+    monkeypatch.setattr(gpu_check, "compile_supported", lambda: False)
     config = g.GPENConfig(32, 2, 0.125)  # the layout bench uses for sizes without an official release
     (tmp_path / "manifest-GPEN-BFR-32.json").write_text(json.dumps({"config": {
         "size": 32, "channel_multiplier": 2, "narrow": 0.125, "style_dim": 512, "n_mlp": 8}}))
@@ -159,7 +163,7 @@ def test_every_section_runs_with_cuda_faked(cuda_faked_on_cpu, tmp_path):
     assert ladder.max_error == 0.0 and ladder.auto_strategy and ladder.leaked_bytes == 0
     assert "Last GPEN run: peak" in check.memory_text
     assert check.failures() == ["the out-of-memory ladder did not recover under the memory cap (tried: whole image)"]
-    assert "cuda_graphs" in " ".join(check.notes) or any(r.case.compile == "cuda_graphs" for r in check.timing)
+    assert "cuda_graphs not timed" in " ".join(check.notes)
     text = format_report(check)
     assert "**Result: FAILED**" in text and "| 32 | tiled 16 + recompute | bf16 |" in text
 
