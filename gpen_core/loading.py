@@ -47,8 +47,9 @@ def load_model(
         device: ``None``/``"auto"``: the current CUDA device when there is one, else CPU.
         precision: ``fp32``, ``fp16``, ``bf16`` or ``auto`` (see :func:`gpen_core.runtime.precision.resolve_dtype`).
             When ``auto`` resolves to a half precision, the float32 values of every tensor that
-            half precision rounds are kept in CPU memory (``fallback_weights``; today all of
-            them: 72 MiB for GPEN-256, 271 MiB for GPEN-512/1024/2048), so that a non-finite
+            half precision rounds are kept in CPU memory (``fallback_weights``: every tensor but the
+            float32 mapping and modulation layers, 42 MiB for GPEN-256, 213 MiB for
+            GPEN-512/1024/2048), so that a non-finite
             output can be retried in a safer precision from the stored values
             (:func:`safer_copy`), never from the file.
         input_range: ``"[-1,1]"`` (BFR, colorization, inpainting) or ``"[0,1]"`` (Seg2face).
