@@ -8,7 +8,7 @@ No ComfyUI import anywhere in this package. Main entry points::
     out = model(image, tile_size=256, recompute=True)   # same result, peak memory of a 256 tile
     faces = enhance_images(model, crops, tile_size="auto")  # (B, C, H, W) in [0, 1], any size
 
-Whole photos: :func:`gpen_core.face.restore.restore_faces` (detect, align, enhance, paste back).
+Whole photos: :func:`gpen_core.face.pipeline.restore_faces` (detect, align, enhance, paste back).
 """
 from .arch.config import ConfigError, GPENConfig, config_from_state_dict
 from .arch.generator import GPEN

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import weakref
+from dataclasses import replace
 
 import comfy.model_management as mm
 import comfy.model_patcher
@@ -11,16 +12,15 @@ import torch
 from comfy_api.latest import io, ui
 
 from ..gpen_core.loading import load_model
+from ..gpen_core.run_options import AUTO_TILE, EXACT_OVERLAP, RunOptions
 from ..gpen_core.runtime.report import RunRecord, memory_report
 from ..gpen_core.tools.bench import HEADER, bench_size, format_row
 from ..gpen_core.tools.bench_plot import plot_rows
 from .glue import GPENModel, devices_for, interruptible_progress, load_for_run
 from .logic import (
-    AUTO_TILE,
     BENCH_PRECISIONS,
     BENCH_SIZES,
     DEVICES,
-    EXACT_OVERLAP,
     INPUT_RANGE_OPTIONS,
     NODE_MIN_TILE,
     OUTPUT_SIZES,
@@ -131,10 +131,11 @@ class GPENEnhance(io.ComfyNode):
     @classmethod
     def execute(cls, image, gpen_model, tile_size, overlap, recompute, output_size, batch_size) -> io.NodeOutput:
         gpen = gpen_model.model.gpen
+        run = RunOptions(tile_size, overlap, recompute, batch_size=batch_size)  # checked before the model moves
         budget = load_for_run(gpen_model, min(batch_size, image.shape[0]), tile_size, recompute)
         out = enhance_comfy_images(
-            gpen, image, tile_size=tile_size, overlap=overlap, recompute=recompute, output_size=output_size,
-            batch_size=batch_size, memory_budget=budget, progress=interruptible_progress(image.shape[0]),
+            gpen, image, replace(run, memory_budget=budget), output_size=output_size,
+            progress=interruptible_progress(image.shape[0]),
             on_record=LastRun.keep if measure_wanted(cls.hidden.prompt, gpen.device) else None,
         )
         return io.NodeOutput(out.to(mm.intermediate_device()))

@@ -1,48 +1,35 @@
-"""Face node logic without ComfyUI: Detect & Align, Paste, Face Restore (the first two composed).
+"""Face node logic without ComfyUI: IMAGE/MASK layouts in and out of the core's face steps.
 
 ComfyUI IMAGE is ``(B, H, W, C)`` float in [0, 1]; MASK is ``(B, H, W)``. Alpha (a fourth channel)
-is carried through, resized with the image when the faces are pasted at a larger scale.
+is carried through, resized with the image when the faces are pasted at a larger scale. The options
+are the core's typed options (built by the nodes from their widgets, checked in their constructors);
+the work is the core's (:mod:`gpen_core.face.pipeline`): these functions only convert types.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
-from ..gpen_core.arch.generator import GPEN
+from ..gpen_core.face.detection.selection import FaceSelection
 from ..gpen_core.face.faces import AlignedFaces, size_of
-from ..gpen_core.face.parsing import kept_classes, load_parser_for_mask, parse_paste_masks
-from ..gpen_core.face.paste import PasteOptions, resolve_mask_mode
-from ..gpen_core.face.restore import (
-    DetectOptions,
-    chunk_frames_for,
-    detect_and_align,
-    paste_back,
-    paste_size,
-    restore_faces,
-)
-from ..gpen_core.face.tracking import LandmarkSmoother
+from ..gpen_core.face.masks import MaskParser
+from ..gpen_core.face.options import DetectOptions, PasteOptions, RestoreOptions, TrackOptions
+from ..gpen_core.face.pipeline import FaceNetworks, paste_restored, restore_faces
+from ..gpen_core.face.restore import Progress, detect_and_align, paste_size
+from ..gpen_core.face.stats import RestoreStats
 from ..gpen_core.images.tensors import resize, split_alpha
-from ..gpen_core.runtime.report import RunRecord
-from .logic import AUTO_TILE, bchw_to_comfy, comfy_to_bchw, core_tile_size
+from .logic import bchw_to_comfy, comfy_to_bchw
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]
 
-
-def detect_options(
-    score_threshold: float, min_face_size: float, selection: str, max_faces: int, face_indices: str,
-    max_face_size: float,
-) -> DetectOptions:
-    """Widget values (0 = detector default / no bound / no limit) -> core detection options (checked now)."""
-    options = DetectOptions(
-        score_threshold or None, min_face_size, selection, max_faces or None, face_indices, max_face_size
-    )
-    options.face_selection()  # a bad index list or order fails here, before any model runs
-    return options
+def detect_options(score_threshold: float, min_face_size: float, selection: str, max_faces: int, face_indices: str,
+                   max_face_size: float) -> DetectOptions:
+    """Detection widgets (0 = detector default / no bound / no limit) -> the core's options (checked now)."""
+    return DetectOptions(score_threshold, FaceSelection(selection, face_indices, min_face_size, max_face_size,
+                                                        max_faces))
 
 
 def _rgb(images: torch.Tensor) -> torch.Tensor:
@@ -51,9 +38,7 @@ def _rgb(images: torch.Tensor) -> torch.Tensor:
     return rgb.float()
 
 
-def _output_buffer(
-    images: torch.Tensor, height: int, width: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _output_buffer(images: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A ``(B, height, width, C)`` float32 ComfyUI IMAGE to fill, and its ``(B, 3, height, width)`` RGB view.
 
     Writing the RGB through the view fills the IMAGE in place: no copy of the whole batch at the end.
@@ -87,29 +72,19 @@ def detect_comfy_images(
     detector,
     images: torch.Tensor,
     crop_size: int,
+    detect: DetectOptions | None = None,
+    track: TrackOptions | None = None,
     *,
-    score_threshold: float = 0.0,
-    min_face_size: float = 0.0,
-    selection: str = "score",
-    max_faces: int = 0,
-    face_indices: str = "",
-    max_face_size: float = 0.0,
-    landmark_smoothing: float = 0.0,
     upscaled: torch.Tensor | None = None,
     progress: Progress | None = None,
 ) -> tuple[torch.Tensor, AlignedFaces]:
     """GPEN Detect & Align Faces: IMAGE in; aligned crops ``(N, S, S, 3)`` and the faces record out.
 
     Faces are found in ``images``; the crops are cut from ``upscaled`` when given (more detail).
-    ``landmark_smoothing`` smooths landmarks across the frames of the batch (0 = off).
     """
-    smoother = LandmarkSmoother(landmark_smoothing) if landmark_smoothing > 0 else None
     with torch.inference_mode():
-        crops, faces = detect_and_align(
-            detector, _rgb(images), crop_size,
-            detect=detect_options(score_threshold, min_face_size, selection, max_faces, face_indices, max_face_size),
-            crop_source=None if upscaled is None else _rgb(upscaled), smoother=smoother, progress=progress,
-        )
+        crops, faces = detect_and_align(detector, _rgb(images), crop_size, detect=detect, track=track,
+                                        crop_source=None if upscaled is None else _rgb(upscaled), progress=progress)
     return crops_or_placeholder(crops, crop_size), faces
 
 
@@ -117,123 +92,55 @@ def paste_comfy_images(
     images: torch.Tensor,
     faces: AlignedFaces,
     restored: torch.Tensor,
-    *,
-    fidelity: float = 1.0,
-    upscale_factor: float = 1.0,
-    face_masks: torch.Tensor | None = None,
-    chunk_frames: int | None = None,
-    progress: Progress | None = None,
     paste: PasteOptions | None = None,
-    parser_dirs: Sequence[str] = (),
-    parser_device: torch.device | str | None = None,
+    *,
+    face_masks: torch.Tensor | None = None,
+    parser: MaskParser | None = None,
+    progress: Progress | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """GPEN Paste Faces: (IMAGE, faces, restored crops IMAGE[, crop MASK]) in; (IMAGE, MASK) out.
 
-    ``paste``: mask mode and finishing, as Face Restore; the parser (from ``parser_dirs``) runs on
-    ``parser_device`` in float32, one face at a time (Face Restore on a CPU does the same).
-
-    ``images`` are the images the faces were found in (then resized by ``upscale_factor``), or an
-    upscaled copy of them (the scale is read from the sizes; ``upscale_factor`` must then be 1 or that
-    scale). Restored crops (and ``face_masks``, a MASK per crop) of any size are resized to the faces' crop
-    size; there must be one per face. Frames are resized and pasted a chunk at a time, as Face Restore does.
+    See :func:`gpen_core.face.pipeline.paste_restored` (crops and masks of any size, checked values,
+    chunks of frames); alpha of ``images`` is carried through.
     """
+    paste = paste or PasteOptions()
     rgb = _rgb(images)
-    if rgb.shape[0] != faces.num_images:
-        raise ValueError(
-            f"image has {rgb.shape[0]} frame(s) but the faces were found in {faces.num_images}: connect the "
-            "image (or its upscaled copy) that went into GPEN Detect & Align Faces"
-        )
     given = size_of(rgb)
     source = faces.source_sizes[0] if faces.num_images else given
-    height, width = paste_size(source, upscale_factor, None if given == source else given)
-    size = faces.crop_size
-    crops = _rgb(restored)
-    if len(faces) and crops.shape[0] != len(faces):  # without faces: the placeholder crop, ignored
-        raise ValueError(
-            f"restored_faces has {crops.shape[0]} crop(s) but {len(faces)} face(s) were detected: connect the crops "
-            "of GPEN Detect & Align Faces after your restoration node, one per face, in the same order"
-        )
-    if len(faces) and face_masks is not None and (face_masks.dim() != 3 or face_masks.shape[0] != len(faces)):
-        raise ValueError(
-            f"face_masks must be a MASK with one mask per face ({len(faces)}, H, W); got {tuple(face_masks.shape)}"
-        )
-    count = rgb.shape[0]
-    chunk = chunk_frames or chunk_frames_for(*given, height, width)
+    height, width = paste_size(source, paste.upscale_factor, None if given == source else given)
     buffer, out = _output_buffer(images, height, width)
-    masks = torch.empty((count, height, width), dtype=torch.float32)
-    paste = paste or PasteOptions()
-    parser = None
-    if face_masks is None:  # a MASK given per crop wins over the parser
-        parser = load_parser_for_mask(paste.mask, list(parser_dirs), device=parser_device or crops.device)
-        if resolve_mask_mode(paste.mask, parser is not None) == "box":
-            parser = None
     with torch.inference_mode():
-        crops = resize(crops, size, size)
-        own = None if face_masks is None else resize(face_masks[:, None].float(), size, size)[:, 0]
-        if parser is not None and len(faces):
-            kept = kept_classes(keep_hair=paste.keep_hair, keep_neck=paste.keep_neck)
-            own = parse_paste_masks(parser, crops, kept=kept, batch_size=1)
-        for start in range(0, count, chunk):
-            stop = min(count, start + chunk)
-            part, rows = faces.images(start, stop)
-            done = None if progress is None else (lambda d, _t, start=start: progress(start + d, count))
-            paste_back(
-                resize(rgb[start:stop], height, width), crops[rows], part, fidelity=fidelity,
-                face_masks=None if own is None else own[rows], out=out[start:stop], out_masks=masks[start:stop],
-                progress=done, paste=paste,
-            )
+        _, masks = paste_restored(rgb, faces, _rgb(restored), paste,
+                                  parser=parser, face_masks=face_masks, out=out, progress=progress)
     return buffer, masks
 
 
 def restore_comfy_images(
-    model: GPEN,
-    detector,
+    networks: FaceNetworks,
     images: torch.Tensor,
+    options: RestoreOptions | None = None,
     *,
-    fidelity: float = 1.0,
-    score_threshold: float = 0.0,
-    min_face_size: float = 0.0,
-    selection: str = "score",
-    max_faces: int = 0,
-    face_indices: str = "",
-    max_face_size: float = 0.0,
-    upscale_factor: float = 1.0,
     upscaled: torch.Tensor | None = None,
-    landmark_smoothing: float = 0.0,
     keep_crops: bool = True,
-    tile_size: int = AUTO_TILE,
-    memory_budget: int | None = None,
-    face_batch: int | None = None,
-    chunk_frames: int | None = None,
     progress: Progress | None = None,
-    on_record: Callable[[RunRecord], None] | None = None,
-    paste: PasteOptions | None = None,
-    parser_dirs: Sequence[str] = (),
+    stats: RestoreStats | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """GPEN Face Restore: IMAGE in; (IMAGE, crops before, crops after, MASK) out.
 
-    ``paste`` holds the mask mode and the finishing switches; the parser (mask parse or auto) is
-    looked up in ``parser_dirs`` and loaded, on the model's device and dtype, for this run only.
-
-    The same steps as Detect & Align -> (GPEN) -> Paste, chunk by chunk of frames. Crops are
-    ``(N, S, S, 3)`` over all faces of all images (``N`` may be 0), or ``(0, S, S, 3)`` when
-    ``keep_crops`` is off (long videos: nothing grows with the frame count but the output).
+    The same steps as Detect & Align -> (GPEN) -> Paste, a face batch at a time over chunks of frames.
+    Crops are ``(N, S, S, 3)`` over all faces of all images (a black placeholder when there is none), or
+    one placeholder when ``keep_crops`` is off (long videos: nothing grows with the frame count but the
+    output).
     """
+    options = options or RestoreOptions()
     rgb = _rgb(images)
     up = None if upscaled is None else _rgb(upscaled)
-    height, width = paste_size(size_of(rgb), upscale_factor, None if up is None else size_of(up))
+    height, width = paste_size(size_of(rgb), options.paste.upscale_factor, None if up is None else size_of(up))
     buffer, out = _output_buffer(images, height, width)
-    paste = paste or PasteOptions()
-    parser = load_parser_for_mask(paste.mask, list(parser_dirs), device=model.device, dtype=model.dtype)
     with torch.inference_mode():
-        result = restore_faces(
-            model, detector, rgb, parser=parser, paste=paste,
-            detect=detect_options(score_threshold, min_face_size, selection, max_faces, face_indices, max_face_size),
-            fidelity=fidelity, upscale_factor=upscale_factor, upscaled=up, landmark_smoothing=landmark_smoothing,
-            keep_crops=keep_crops, chunk_frames=chunk_frames, tile_size=core_tile_size(tile_size),
-            memory_budget=memory_budget, face_batch=face_batch, out=out, progress=progress, on_record=on_record,
-        )
-    size = model.config.size
+        result = restore_faces(networks, rgb, options, upscaled=up, keep_crops=keep_crops, out=out,
+                               progress=progress, stats=stats)
+    size = networks.model.config.size
     before = crops_or_placeholder(result.crops, size)
     after = crops_or_placeholder(result.restored, size)
     return buffer, before, after, result.masks.float().cpu()

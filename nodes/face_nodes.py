@@ -7,12 +7,23 @@ from comfy_api.latest import io
 
 from ..gpen_core.face.detection.loader import load_detector
 from ..gpen_core.face.finish import COLOR_SPACES
-from ..gpen_core.face.paste import MASK_MODES, PasteOptions
-from ..gpen_core.face.restore import MAX_UPSCALE
+from ..gpen_core.face.masks import MASK_MODE_NAMES
+from ..gpen_core.face.options import MAX_SMOOTHING, MAX_UPSCALE, PasteOptions, RestoreOptions, TrackOptions
+from ..gpen_core.face.parsing import load_parser_for_mask
+from ..gpen_core.face.pipeline import FaceNetworks
+from ..gpen_core.face.stats import RestoreStats
+from ..gpen_core.run_options import RunOptions
 from .comfy_nodes import LastRun
-from .face_logic import detect_comfy_images, linked_outputs, paste_comfy_images, restore_comfy_images
+from .face_logic import detect_comfy_images, detect_options, linked_outputs, paste_comfy_images, restore_comfy_images
 from .glue import FaceDetector, GPENModel, interruptible_progress, load_for_run
-from .logic import AUTO_TILE, DETECTOR_DEVICES, DETECTOR_OPTIONS, NODE_MIN_TILE, SELECTION_OPTIONS, measure_wanted
+from .logic import (
+    AUTO_TILE,
+    DETECTOR_DEVICES,
+    DETECTOR_OPTIONS,
+    NODE_MIN_TILE,
+    SELECTION_OPTIONS,
+    measure_wanted,
+)
 from .model_folders import facedetection_folders, parser_folders
 
 Faces = io.Custom("GPEN_FACES")
@@ -72,7 +83,7 @@ def more_selection_inputs(optional: bool) -> list:
 
 def smoothing_input(optional: bool) -> io.Float.Input:
     return io.Float.Input(
-        "landmark_smoothing", default=0.0, min=0.0, max=0.95, step=0.05, optional=optional,
+        "landmark_smoothing", default=0.0, min=0.0, max=MAX_SMOOTHING, step=0.05, optional=optional,
         tooltip="video frames: smooth each face's landmarks over the frames of the batch (faces matched by box "
                 "overlap; a face without a match, e.g. after a scene cut, starts afresh). 0 = off; higher = steadier "
                 "but slower to follow motion",
@@ -90,7 +101,7 @@ def upscale_input(optional: bool) -> io.Float.Input:
 def paste_inputs() -> list:
     """Paste-back widgets (optional, so graphs saved before still run): :class:`PasteOptions`."""
     return [
-        io.Combo.Input("mask", options=list(MASK_MODES), default="auto", optional=True,
+        io.Combo.Input("mask", options=list(MASK_MODE_NAMES), default=MASK_MODE_NAMES[0], optional=True,
                        tooltip="parse: face-parsing mask as the official code (hair, hats, hands and background "
                                "keep their pixels; needs ParseNet-latest.pth or parsing_parsenet.pth in "
                                "models/facedetection or models/gpen); box: a feathered square; auto: parse when "
@@ -108,9 +119,11 @@ def paste_inputs() -> list:
     ]
 
 
-def paste_options(mask: str, keep_hair: bool, keep_neck: bool, smooth_small_faces: bool, keep_grey: bool,
-                  color_match: str) -> PasteOptions:
-    return PasteOptions(mask, keep_hair, keep_neck, smooth_small_faces, keep_grey, color_match)
+def paste_options(fidelity: float, upscale_factor: float, mask: str, keep_hair: bool, keep_neck: bool,
+                  smooth_small_faces: bool, keep_grey: bool, color_match: str) -> PasteOptions:
+    """The paste widgets as the core's options (checked now, before any model runs)."""
+    return PasteOptions(mask, keep_hair, keep_neck, smooth_small_faces, keep_grey, color_match, fidelity,
+                        upscale_factor)
 
 
 class GPENFaceRestore(io.ComfyNode):
@@ -156,19 +169,24 @@ class GPENFaceRestore(io.ComfyNode):
                 max_faces, tile_size, upscale_factor=1.0, landmark_smoothing=0.0, face_indices="", max_face_size=0,
                 upscaled_image=None, mask="auto", keep_hair=True, keep_neck=True, smooth_small_faces=True,
                 keep_grey=True, color_match="off") -> io.NodeOutput:
+        paste = paste_options(fidelity, upscale_factor, mask, keep_hair, keep_neck, smooth_small_faces, keep_grey,
+                              color_match)
+        detect = detect_options(score_threshold, min_face_size, selection, max_faces, face_indices, max_face_size)
+        track = TrackOptions(landmark_smoothing)
         budget = load_for_run(gpen_model, 1, tile_size)
+        options = RestoreOptions(detect, track, paste, RunOptions(tile_size, memory_budget=budget))
+        gpen = gpen_model.model.gpen
+        parser = load_parser_for_mask(mask, parser_folders(), device=gpen.device, dtype=gpen.dtype)
         used = linked_outputs(cls.hidden.prompt, cls.hidden.unique_id)
-        out, before, after, mask = restore_comfy_images(
-            gpen_model.model.gpen, face_detector, image, fidelity=fidelity, score_threshold=score_threshold,
-            min_face_size=min_face_size, selection=selection, max_faces=max_faces, face_indices=face_indices,
-            max_face_size=max_face_size, upscale_factor=upscale_factor, upscaled=upscaled_image,
-            landmark_smoothing=landmark_smoothing, keep_crops=used is None or bool(used & set(CROP_OUTPUTS)),
-            tile_size=tile_size, memory_budget=budget, progress=interruptible_progress(1),
-            on_record=LastRun.keep if measure_wanted(cls.hidden.prompt, gpen_model.model.gpen.device) else None,
-            paste=paste_options(mask, keep_hair, keep_neck, smooth_small_faces, keep_grey, color_match),
-            parser_dirs=parser_folders(),
+        stats = RestoreStats(measure=measure_wanted(cls.hidden.prompt, gpen.device))
+        out, before, after, paste_mask = restore_comfy_images(
+            FaceNetworks(gpen, face_detector, parser), image, options, upscaled=upscaled_image,
+            keep_crops=used is None or bool(used & set(CROP_OUTPUTS)), progress=interruptible_progress(1),
+            stats=stats,
         )
-        return io.NodeOutput(out, before, after, mask)
+        if stats.record is not None:
+            LastRun.keep(stats.record)
+        return io.NodeOutput(out, before, after, paste_mask)
 
 
 class GPENDetectAlignFaces(io.ComfyNode):
@@ -200,11 +218,9 @@ class GPENDetectAlignFaces(io.ComfyNode):
     def execute(cls, image, face_detector, crop_size, score_threshold, min_face_size, selection, max_faces,
                 face_indices, max_face_size, landmark_smoothing, gpen_model=None, upscaled_image=None) -> io.NodeOutput:
         size = gpen_model.model.gpen.config.size if gpen_model is not None else crop_size
-        crops, faces = detect_comfy_images(
-            face_detector, image, size, score_threshold=score_threshold, min_face_size=min_face_size,
-            selection=selection, max_faces=max_faces, face_indices=face_indices, max_face_size=max_face_size,
-            landmark_smoothing=landmark_smoothing, upscaled=upscaled_image, progress=interruptible_progress(1),
-        )
+        detect = detect_options(score_threshold, min_face_size, selection, max_faces, face_indices, max_face_size)
+        crops, faces = detect_comfy_images(face_detector, image, size, detect, TrackOptions(landmark_smoothing),
+                                           upscaled=upscaled_image, progress=interruptible_progress(1))
         return io.NodeOutput(crops, faces)
 
 
@@ -238,10 +254,10 @@ class GPENPasteFaces(io.ComfyNode):
     def execute(cls, image, faces, restored_faces, fidelity, upscale_factor, face_masks=None, mask="auto",
                 keep_hair=True, keep_neck=True, smooth_small_faces=True, keep_grey=True,
                 color_match="off") -> io.NodeOutput:
-        out, mask = paste_comfy_images(
-            image, faces, restored_faces, fidelity=fidelity, upscale_factor=upscale_factor, face_masks=face_masks,
-            progress=interruptible_progress(1),
-            paste=paste_options(mask, keep_hair, keep_neck, smooth_small_faces, keep_grey, color_match),
-            parser_dirs=parser_folders(), parser_device=mm.get_torch_device(),
-        )
-        return io.NodeOutput(out, mask)
+        paste = paste_options(fidelity, upscale_factor, mask, keep_hair, keep_neck, smooth_small_faces, keep_grey,
+                              color_match)
+        parser = None if face_masks is not None else load_parser_for_mask(mask, parser_folders(),
+                                                                           device=mm.get_torch_device())
+        out, paste_mask = paste_comfy_images(image, faces, restored_faces, paste, face_masks=face_masks,
+                                             parser=parser, progress=interruptible_progress(1))
+        return io.NodeOutput(out, paste_mask)

@@ -12,8 +12,9 @@ import comfy.utils
 import torch
 from comfy_api.latest import io
 
+from ..gpen_core.run_options import AUTO_TILE, RunOptions
 from ..gpen_core.runtime.strategy import memory_needed
-from .logic import AUTO_TILE, check_node_tile_size, core_tile_size
+from .logic import check_node_tile_size
 
 GPENModel = io.Custom("GPEN_MODEL")
 """A ComfyUI ``ModelPatcher`` whose ``model.gpen`` is the generator (see ``comfy_nodes.GPENHolder``)."""
@@ -59,7 +60,7 @@ def load_for_run(gpen_model, batch: int, tile_size: int, recompute: bool = False
     """
     check_node_tile_size(tile_size)
     gpen = gpen_model.model.gpen
-    needed = memory_needed(gpen, max(1, batch), core_tile_size(tile_size), recompute,
+    needed = memory_needed(gpen, max(1, batch), RunOptions(tile_size).core_tile_size, recompute,
                            budget_bytes=mm.get_free_memory(gpen_model.load_device))
     mm.load_models_gpu([gpen_model], memory_required=needed)
     return mm.get_free_memory(gpen.device) if tile_size == AUTO_TILE else None

@@ -12,6 +12,7 @@ from ..gpen_core.arch.generator import GPEN
 from ..gpen_core.enhance import Enhanced, enhance_images
 from ..gpen_core.face.detection.loader import DETECTOR_NAMES
 from ..gpen_core.face.detection.selection import FACE_ORDERS, ORDER_ALIASES
+from ..gpen_core.run_options import AUTO_TILE, RunOptions
 from ..gpen_core.runtime.memory import allocator_module
 from ..gpen_core.runtime.precision import DTYPES, PRECISIONS
 from ..gpen_core.runtime.report import RunRecord
@@ -33,10 +34,6 @@ BENCH_PRECISIONS: tuple[str, ...] = (*DTYPES, *(f"fp32+{name}" for name in DTYPE
 """One precision, or fp32 (the error reference) plus a half precision."""
 OUTPUT_SIZES = ("model size", "input size")
 
-EXACT_OVERLAP = -1
-"""Node value of ``overlap`` meaning exact halos (the core's ``overlap=None``)."""
-AUTO_TILE = 0
-"""Node value of ``tile_size`` meaning: choose from the free memory."""
 NODE_MIN_TILE = 64
 """Smallest tile a node accepts (0 = automatic aside). Smaller tiles are exact but slow: a 256 forward in
 16-pixel tiles takes about a minute on a CPU (issue 8); the core's own floor stays ``MIN_TILE``."""
@@ -72,13 +69,6 @@ def bchw_to_comfy(images: torch.Tensor) -> torch.Tensor:
     return images.movedim(1, -1).float().cpu().contiguous()
 
 
-def core_tile_size(tile_size: int) -> int | str:
-    """The ``tile_size`` widget (0 = automatic) -> the core's ``tile_size``."""
-    if tile_size < 0:
-        raise ValueError(f"tile_size must be 0 (automatic) or a size in pixels; got {tile_size}")
-    return "auto" if tile_size == AUTO_TILE else tile_size
-
-
 def check_node_tile_size(tile_size: int) -> None:
     """What the nodes accept: 0 (automatic) or at least :data:`NODE_MIN_TILE`; checked before a model loads.
 
@@ -91,34 +81,21 @@ def check_node_tile_size(tile_size: int) -> None:
         )
 
 
-def forward_options(tile_size: int, overlap: int, recompute: bool) -> dict:
-    """Node widget values -> :func:`gpen_core.enhance.enhance_images` options."""
-    if overlap < EXACT_OVERLAP:
-        raise ValueError(f"overlap must be -1 (exact) or >= 0; got {overlap}")
-    return {
-        "tile_size": core_tile_size(tile_size),
-        "overlap": None if overlap == EXACT_OVERLAP else overlap,
-        "recompute": recompute,
-    }
-
-
 def enhance_comfy_images(
     model: GPEN,
     images: torch.Tensor,
+    run: RunOptions | None = None,
     *,
-    tile_size: int = AUTO_TILE,
-    overlap: int = EXACT_OVERLAP,
-    recompute: bool = False,
     output_size: str = "model size",
-    batch_size: int = 1,
-    memory_budget: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     on_record: Callable[[RunRecord], None] | None = None,
 ) -> torch.Tensor:
     """GPEN Enhance: ComfyUI IMAGE in, ComfyUI IMAGE out (3 channels, 4 when the input had alpha).
 
+    ``run``: tiles, overlap, recompute, memory budget and images per forward (``batch_size`` None: 1).
     ``on_record``: when given, the run is measured and its :class:`RunRecord` is handed to it.
     """
+    run = run or RunOptions()
     if output_size not in OUTPUT_SIZES:
         raise ValueError(f"output_size must be one of {OUTPUT_SIZES}; got {output_size!r}")
     with torch.inference_mode():
@@ -126,11 +103,13 @@ def enhance_comfy_images(
             model,
             comfy_to_bchw(images),
             keep_size=output_size == "input size",
-            batch_size=batch_size,
-            memory_budget=memory_budget,
+            batch_size=run.batch_size or 1,
+            memory_budget=run.memory_budget,
             progress=progress,
             measure=on_record is not None,
-            **forward_options(tile_size, overlap, recompute),
+            tile_size=run.core_tile_size,
+            overlap=run.core_overlap,
+            recompute=run.recompute,
         )
     if isinstance(out, Enhanced):
         if on_record is not None:

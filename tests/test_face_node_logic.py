@@ -22,24 +22,40 @@ def model(pack):
 
 
 @pytest.fixture(scope="module")
+def core(pack):
+    return importlib.import_module("comfyui_gpen.gpen_core")
+
+
+def options(core, *, fidelity=1.0, upscale_factor=1.0, tile_size=None):
+    face = core.face
+    run = core.run_options.RunOptions(tile_size)
+    return face.RestoreOptions(paste=face.PasteOptions(fidelity=fidelity, upscale_factor=upscale_factor), run=run)
+
+
+def networks(core, model):
+    return core.face.FaceNetworks(model, TemplateFaceDetector(0.6))
+
+
+@pytest.fixture(scope="module")
 def frames() -> torch.Tensor:
     """Three RGBA frames (B, H, W, 4): alpha must come through too."""
     return torch.rand(3, 72, 96, 4, generator=torch.Generator().manual_seed(0))
 
 
-def split_path(pack, logic, model, images, *, upscaled=None, upscale_factor=1.0, fidelity=0.6):
+def split_path(pack, core, logic, model, images, *, upscaled=None, upscale_factor=1.0, fidelity=0.6):
     crops, faces = logic.detect_comfy_images(TemplateFaceDetector(0.6), images, model.config.size, upscaled=upscaled)
-    restored = pack.nodes.logic.enhance_comfy_images(model, crops, tile_size=32)
+    restored = pack.nodes.logic.enhance_comfy_images(model, crops, core.run_options.RunOptions(32))
     target = images if upscaled is None else upscaled
-    return logic.paste_comfy_images(target, faces, restored, fidelity=fidelity, upscale_factor=upscale_factor)
+    paste = core.face.PasteOptions(fidelity=fidelity, upscale_factor=upscale_factor)
+    return logic.paste_comfy_images(target, faces, restored, paste)
 
 
 @pytest.mark.parametrize("upscale_factor", [1.0, 1.5])
-def test_detect_enhance_paste_equals_face_restore(pack, logic, model, frames, upscale_factor):
+def test_detect_enhance_paste_equals_face_restore(pack, core, logic, model, frames, upscale_factor):
     out, before, after, mask = logic.restore_comfy_images(
-        model, TemplateFaceDetector(0.6), frames, fidelity=0.6, tile_size=32, upscale_factor=upscale_factor
+        networks(core, model), frames, options(core, fidelity=0.6, tile_size=32, upscale_factor=upscale_factor)
     )
-    split_out, split_mask = split_path(pack, logic, model, frames, upscale_factor=upscale_factor)
+    split_out, split_mask = split_path(pack, core, logic, model, frames, upscale_factor=upscale_factor)
     size = (round(72 * upscale_factor), round(96 * upscale_factor))
     assert out.shape == (3, *size, 4) and mask.shape == (3, *size) and before.shape == after.shape == (3, 64, 64, 3)
     assert torch.equal(out, split_out) and torch.equal(mask, split_mask)
@@ -50,12 +66,12 @@ def test_detect_enhance_paste_equals_face_restore(pack, logic, model, frames, up
     assert torch.equal(out[..., 3], split_out[..., 3])  # alpha carried (and resized)
 
 
-def test_detect_enhance_paste_equals_face_restore_with_an_upscaled_image(pack, logic, model, frames):
+def test_detect_enhance_paste_equals_face_restore_with_an_upscaled_image(pack, core, logic, model, frames):
     upscaled = torch.rand(3, 144, 192, 3, generator=torch.Generator().manual_seed(1))
     out, _, _, mask = logic.restore_comfy_images(
-        model, TemplateFaceDetector(0.6), frames, fidelity=0.6, tile_size=32, upscaled=upscaled
+        networks(core, model), frames, options(core, fidelity=0.6, tile_size=32), upscaled=upscaled
     )
-    split_out, split_mask = split_path(pack, logic, model, frames, upscaled=upscaled)
+    split_out, split_mask = split_path(pack, core, logic, model, frames, upscaled=upscaled)
     # Face Restore carries the alpha of image; the paste here goes into the upscaled image, which has none
     assert torch.equal(out[..., :3], split_out) and torch.equal(mask, split_mask)
     outside = mask == 0
@@ -63,10 +79,10 @@ def test_detect_enhance_paste_equals_face_restore_with_an_upscaled_image(pack, l
     assert torch.equal(out[..., :3][outside], upscaled[outside])
 
 
-def test_crops_can_be_dropped_for_long_videos(logic, frames):
+def test_crops_can_be_dropped_for_long_videos(core, logic, frames):
     model = IdentityGPEN(64)
-    kept = logic.restore_comfy_images(model, TemplateFaceDetector(0.6), frames)
-    dropped = logic.restore_comfy_images(model, TemplateFaceDetector(0.6), frames, keep_crops=False)
+    kept = logic.restore_comfy_images(networks(core, model), frames)
+    dropped = logic.restore_comfy_images(networks(core, model), frames, keep_crops=False)
     assert kept[1].shape == kept[2].shape == (3, 64, 64, 3)
     assert dropped[1].shape == dropped[2].shape == (1, 64, 64, 3)  # unused outputs: one black placeholder
     assert not dropped[1].any() and not dropped[2].any()
@@ -95,12 +111,14 @@ def test_linked_outputs_reads_the_prompt(logic):
     assert logic.linked_outputs(None, "3") is None
 
 
-def test_paste_goes_in_chunks_and_takes_masks_per_crop(logic, frames):
+def test_paste_goes_in_chunks_and_takes_masks_per_crop(core, logic, frames, monkeypatch):
     images = frames[..., :3]
     crops, faces = logic.detect_comfy_images(TemplateFaceDetector(0.6), images, 64)
     restored = 1 - crops
-    whole, whole_mask = logic.paste_comfy_images(images, faces, restored, upscale_factor=1.5)
-    chunked, chunked_mask = logic.paste_comfy_images(images, faces, restored, upscale_factor=1.5, chunk_frames=1)
+    paste = core.face.PasteOptions(upscale_factor=1.5)
+    whole, whole_mask = logic.paste_comfy_images(images, faces, restored, paste)
+    monkeypatch.setattr(core.face.pipeline, "chunk_frames_for", lambda *sizes: 1)
+    chunked, chunked_mask = logic.paste_comfy_images(images, faces, restored, paste)
     assert torch.equal(whole, chunked) and torch.equal(whole_mask, chunked_mask)
     nothing, nothing_mask = logic.paste_comfy_images(images, faces, restored, face_masks=torch.zeros(3, 32, 32))
     assert torch.equal(nothing, images) and float(nothing_mask.max()) == 0
@@ -113,7 +131,7 @@ def test_paste_goes_in_chunks_and_takes_masks_per_crop(logic, frames):
         logic.paste_comfy_images(images, faces, restored, face_masks=torch.zeros(2, 64, 64))
 
 
-def test_no_face_gives_a_black_placeholder_crop_that_paste_ignores(logic):
+def test_no_face_gives_a_black_placeholder_crop_that_paste_ignores(core, logic):
     """An IMAGE batch cannot be empty (Save/Preview Image fail on one): without faces the crop outputs hold
     one black crop, and pasting it back through the faces record (zero faces) returns the image unchanged."""
     uniform = torch.full((2, 48, 40, 3), 0.25)
@@ -121,6 +139,6 @@ def test_no_face_gives_a_black_placeholder_crop_that_paste_ignores(logic):
     assert len(faces) == 0 and crops.shape == (1, 64, 64, 3) and not crops.any()
     out, mask = logic.paste_comfy_images(uniform, faces, crops)
     assert torch.equal(out, uniform) and not mask.any()
-    image, before, after, mask = logic.restore_comfy_images(IdentityGPEN(64), TemplateFaceDetector(0.6), uniform)
+    image, before, after, mask = logic.restore_comfy_images(networks(core, IdentityGPEN(64)), uniform)
     assert torch.equal(image, uniform) and not mask.any()
     assert before.shape == after.shape == (1, 64, 64, 3) and not before.any() and not after.any()

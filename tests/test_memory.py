@@ -139,4 +139,4 @@ def test_report_without_cuda_never_raises(tiny_model, monkeypatch):
 
 def test_run_record_fields():
     assert list(RunRecord.__dataclass_fields__) == [
-        "device", "peak_bytes", "peak_method", "seconds", "strategy", "precision"]
+        "device", "peak_bytes", "peak_method", "seconds", "strategy", "precision", "whole_peak_bytes"]

@@ -31,11 +31,13 @@ def test_layout_round_trip(pack):
 
 
 def test_widget_values_map_to_core_options(pack):
-    options = pack.nodes.logic.forward_options
-    assert options(0, -1, False) == {"tile_size": "auto", "overlap": None, "recompute": False}
-    assert options(256, 8, True) == {"tile_size": 256, "overlap": 8, "recompute": True}
-    with pytest.raises(ValueError, match="overlap"):
-        options(256, -2, False)
+    options = importlib.import_module("comfyui_gpen.gpen_core.run_options").RunOptions
+    assert (options(0, -1).core_tile_size, options(0, -1).core_overlap) == ("auto", None)
+    assert (options(256, 8, True).core_tile_size, options(256, 8).core_overlap) == (256, 8)
+    for bad, message in [((256, -2), "overlap"), ((256, 0, False, None, 0), "batch_size"),
+                         ((256, 0, False, None, -1), "batch_size"), (("64",), "tile_size .* must be an integer")]:
+        with pytest.raises(ValueError, match=message):
+            options(*bad)
     check = pack.nodes.logic.check_node_tile_size
     check(0)
     check(64)
@@ -61,14 +63,15 @@ def test_enhance_node_logic(pack, model):
     logic = pack.nodes.logic
     images = torch.rand(3, 50, 70, 3)
     steps = []
-    out = logic.enhance_comfy_images(model, images, tile_size=32, progress=lambda d, t: steps.append((d, t)))
+    run = importlib.import_module("comfyui_gpen.gpen_core.run_options").RunOptions
+    out = logic.enhance_comfy_images(model, images, run(32), progress=lambda d, t: steps.append((d, t)))
     assert out.shape == (3, 64, 64, 3) and out.dtype == torch.float32 and out.device.type == "cpu"
     assert steps[-1] == (12, 12)  # 3 images x 4 tiles
-    same = logic.enhance_comfy_images(model, images, tile_size=0, output_size="input size", batch_size=2)
+    same = logic.enhance_comfy_images(model, images, run(0, batch_size=2), output_size="input size")
     assert same.shape == (3, 50, 70, 3)
     with pytest.raises(ValueError, match="output_size"):
         logic.enhance_comfy_images(model, images, output_size="huge")
     kept = []
-    measured = logic.enhance_comfy_images(model, images, tile_size=32, on_record=kept.append)
+    measured = logic.enhance_comfy_images(model, images, run(32), on_record=kept.append)
     assert torch.equal(measured, out) and len(kept) == 1
     assert kept[0].strategy == "tiles of 32" and kept[0].peak_bytes > 0 and kept[0].peak_method == "live tensors"

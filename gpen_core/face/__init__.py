@@ -1,16 +1,18 @@
-"""Whole photos, in pipeline order: detect (``detection``), align (``align``), restore with GPEN,
-paste back (``paste``); ``restore`` runs the whole chain.
+"""Whole photos, in pipeline order: detect (``detection``), follow over frames (``tracking``), align
+(``align``), restore with GPEN, parse (``parsing``) and paste back (``masks``, ``finish``, ``paste``);
+``restore`` holds the steps, ``pipeline`` runs them a face batch at a time over frames or a stream.
 
 Example::
 
-    from gpen_core.face import load_detector, restore_faces
+    from gpen_core.face import FaceNetworks, RestoreOptions, PasteOptions, load_detector, restore_faces
 
     detector = load_detector("auto", search_dirs=["models/facedetection"])
-    result = restore_faces(model, detector, images)   # images (B, 3, H, W) RGB in [0, 1]
+    result = restore_faces(FaceNetworks(model, detector), images)   # images (B, 3, H, W) RGB in [0, 1]
     result.images, result.masks, result.faces         # or the steps: detect_and_align, restore_crops, paste_back
 
     parser = load_parser_for_mask("auto", ["models/facedetection"])  # None when no ParseNet file is found
-    result = restore_faces(model, detector, images, parser=parser, paste=PasteOptions(color_match="lab"))
+    options = RestoreOptions(paste=PasteOptions(color_match="lab"))
+    result = restore_faces(FaceNetworks(model, detector, parser), images, options)
 """
 from .align import reference_points, similarity_transform, warp_faces
 from .detection import (
@@ -23,31 +25,37 @@ from .detection import (
     load_detector,
 )
 from .faces import AlignedFaces
-from .parsing import ParseNet, load_parser, load_parser_for_mask
-from .paste import PasteOptions, official_paste_mask, paste_faces
-from .restore import (
-    DetectOptions,
-    RestoredBatch,
-    detect_and_align,
-    paste_back,
-    restore_crops,
-    restore_faces,
-)
-from .tracking import LandmarkSmoother
+from .masks import MASK_MODE_NAMES, official_paste_mask
+from .options import DetectOptions, PasteOptions, RestoreOptions, TrackOptions
+from .parsing import FaceParser, ParseNet, load_parser, load_parser_for_mask
+from .paste import paste_faces
+from .pipeline import FaceNetworks, FaceRestorer, RestoredBatch, RestoredFrame, paste_restored, restore_faces
+from .restore import detect_and_align, paste_back, restore_crops
+from .stats import RestoreStats
+from .tracking import FaceTracker, LandmarkSmoother
 
 __all__ = [
     "DETECTOR_NAMES",
     "FACE_ORDERS",
+    "MASK_MODE_NAMES",
     "AlignedFaces",
     "DetectOptions",
     "FaceDetections",
     "FaceDetector",
+    "FaceNetworks",
+    "FaceParser",
+    "FaceRestorer",
     "FaceSelection",
+    "FaceTracker",
     "LandmarkSmoother",
-    "RestoredBatch",
-    "detect_and_align",
     "ParseNet",
     "PasteOptions",
+    "RestoreOptions",
+    "RestoreStats",
+    "RestoredBatch",
+    "RestoredFrame",
+    "TrackOptions",
+    "detect_and_align",
     "detect_faces",
     "load_detector",
     "load_parser",
@@ -55,6 +63,7 @@ __all__ = [
     "official_paste_mask",
     "paste_back",
     "paste_faces",
+    "paste_restored",
     "reference_points",
     "restore_crops",
     "restore_faces",

@@ -13,13 +13,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from .options import PasteOptions
 
 __all__ = [
     "COLOR_SPACES",
     "GREY_THRESHOLD",
     "SMALL_FACE_SIDE",
+    "finish_faces",
     "is_grey",
     "match_colour",
     "smooth_crops",
@@ -147,3 +153,38 @@ def match_colour(
     gain = torch.where(std_a > 1e-6, std_b / std_a.clamp(min=1e-6), torch.ones_like(std_a))
     matched = inverse((a - mean_a) * gain + mean_b)
     return matched.clamp(0.0, 1.0).to(restored.dtype)
+
+
+def finish_faces(
+    restored: torch.Tensor,
+    originals: torch.Tensor,
+    masks: torch.Tensor,
+    options: PasteOptions,
+    face_sizes: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Grey kept grey, colour match, then small-face smoothing (in that order) of the restored crops.
+
+    Args:
+        restored, originals: ``(N, 3, S, S)`` crops after and before GPEN, float in [0, 1].
+        masks: ``(S, S)`` or ``(N, S, S)`` paste masks (colour statistics are weighted by them).
+        options: which steps run.
+        face_sizes: ``(N,)`` shorter side of each detected box in image pixels; faces under
+            100 px are smoothed. None: no smoothing.
+
+    Returns:
+        ``(N, 3, S, S)`` crops to paste, dtype of ``restored``.
+    """
+    faces = restored
+    grey = torch.zeros(faces.shape[0], dtype=torch.bool, device=faces.device)
+    if options.keep_grey and faces.shape[1] == 3:
+        grey = is_grey(originals.to(faces.device))
+        if bool(grey.any()):
+            faces = torch.where(grey.view(-1, 1, 1, 1), to_grey(faces), faces)
+    if options.color_match != "off" and faces.shape[1] == 3:
+        matched = match_colour(faces, originals.to(faces), masks, options.color_match)
+        faces = torch.where(grey.view(-1, 1, 1, 1), faces, matched)
+    if options.smooth_small_faces and face_sizes is not None and faces.shape[0]:
+        small = face_sizes.to(faces.device) < SMALL_FACE_SIDE
+        if bool(small.any()):
+            faces = torch.where(small.view(-1, 1, 1, 1), smooth_crops(faces), faces)
+    return faces

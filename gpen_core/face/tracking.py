@@ -10,9 +10,17 @@ detected landmarks, so nothing is smoothed across a cut. Strength 0 leaves the l
 """
 from __future__ import annotations
 
+import dataclasses
+from typing import TYPE_CHECKING
+
 import torch
 
-__all__ = ["DEFAULT_MATCH_IOU", "LandmarkSmoother", "box_iou", "match_boxes"]
+from .detection.result import FaceDetections
+
+if TYPE_CHECKING:
+    from .options import TrackOptions
+
+__all__ = ["DEFAULT_MATCH_IOU", "FaceTracker", "LandmarkSmoother", "box_iou", "match_boxes"]
 
 DEFAULT_MATCH_IOU = 0.3
 """Least box IoU for a face to continue a track of the previous frame."""
@@ -96,3 +104,30 @@ class LandmarkSmoother:
         self._boxes = boxes.detach().cpu()
         self._smoothed = smoothed
         return smoothed.to(landmarks.device, landmarks.dtype)
+
+
+class FaceTracker:
+    """Follows the faces of frames that come in order; hands back each frame's faces once they are final.
+
+    The pipeline pushes every frame's detections and restores a frame only when the tracker has handed
+    it back, so a tracker may look ahead (hold frames back) before it decides. This one decides at once:
+    each frame comes back as detected, its landmarks smoothed along their tracks when
+    ``options.smoothing`` > 0 (:class:`LandmarkSmoother`).
+
+    Args:
+        options: the tracking options (:class:`gpen_core.face.options.TrackOptions`).
+    """
+
+    def __init__(self, options: TrackOptions) -> None:
+        self.smoother = LandmarkSmoother(options.smoothing) if options.smoothing > 0 else None
+
+    def push(self, detections: FaceDetections) -> list[FaceDetections]:
+        """The faces of the next frame; returns the frames now final, oldest first."""
+        if self.smoother is None:
+            return [detections]
+        landmarks = self.smoother(detections.boxes, detections.landmarks)
+        return [dataclasses.replace(detections, landmarks=landmarks)]
+
+    def finish(self) -> list[FaceDetections]:
+        """The frames still held back, at the end of the clip (none here)."""
+        return []

@@ -114,9 +114,14 @@ class PeakMeter:
         method: how the figure was obtained, in words (for reports).
     """
 
+    _open: list[PeakMeter] = []
+    """Allocator meters inside whose block we are: a nested meter resets the allocator's peak, so it first
+    hands the peak so far to the meters around it."""
+
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.peak_bytes = 0
+        self._seen = 0
         self._counter: LiveTensorPeak | None = None
         self._allocator = allocator_module(device)
         self._base = 0
@@ -131,7 +136,12 @@ class PeakMeter:
         if self._allocator is not None:
             self._allocator.synchronize(self.device)
             self._base = self._allocator.memory_allocated(self.device)
+            peak_so_far = self._allocator.max_memory_allocated(self.device)
+            for outer in PeakMeter._open:
+                if outer.device == self.device:
+                    outer._seen = max(outer._seen, peak_so_far)
             self._allocator.reset_peak_memory_stats(self.device)
+            PeakMeter._open.append(self)
         else:
             self._counter = LiveTensorPeak()
             self._counter.__enter__()
@@ -146,7 +156,9 @@ class PeakMeter:
             self._counter = None
         elif self._allocator is not None:
             self._allocator.synchronize(self.device)
-            self.peak_bytes = self._allocator.max_memory_allocated(self.device) - self._base
+            peak = max(self._seen, self._allocator.max_memory_allocated(self.device))
+            self.peak_bytes = peak - self._base
+            PeakMeter._open.remove(self)
 
 
 def peak_memory(fn: Callable[[], Any], device: torch.device) -> tuple[Any, int]:

@@ -27,6 +27,8 @@ class RunRecord:
         seconds: wall time of the whole call (measurement included).
         strategy: the memory strategy of the last batch, e.g. ``"tiles of 256 + recompute"``.
         precision: the dtype that produced the output, e.g. ``"bf16"``, or ``"fp16 -> bf16"`` after a fallback.
+        whole_peak_bytes: for a whole-photo run, the peak of everything it did (detection, GPEN,
+            the parser, paste-back) above what was allocated before it; None for GPEN alone.
     """
 
     device: str
@@ -35,6 +37,7 @@ class RunRecord:
     seconds: float
     strategy: str
     precision: str
+    whole_peak_bytes: int | None = None
 
 
 def _proc_status_kib(field_name: str) -> int | None:
@@ -109,6 +112,8 @@ class MemoryReport:
                 f"Last GPEN run: peak {mib(r.peak_bytes)} ({r.peak_method}), {r.seconds:.2f} s, "
                 f"{r.strategy}, {r.precision} on {r.device}"
             )
+            if r.whole_peak_bytes is not None:
+                lines.append(f"Whole photo (detection, GPEN, parser, paste): peak {mib(r.whole_peak_bytes)}")
         lines += [f"Note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -183,3 +188,44 @@ def memory_report(device: str | torch.device | None = None, last: RunRecord | No
         except (ValueError, OSError, AttributeError):
             report.notes.append("total RAM unknown on this system")
     return report
+
+
+class ProcessPeak:
+    """The peak memory of a stretch of work: the process's resident set (RAM) and, on CUDA, the allocator.
+
+    :meth:`start` resets the process's high-water mark where Linux allows it (``/proc/self/clear_refs``),
+    so each stretch gets its own figure; elsewhere the figure is the process's peak so far (said in
+    :meth:`describe`). Never raises.
+
+    Args:
+        device: the device the work runs on.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.reset_works = False
+
+    def start(self) -> None:
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # 5: reset the peak resident set size (VmHWM)
+            self.reset_works = True
+        except OSError:
+            self.reset_works = False
+        if self.device.type == "cuda" and torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def ram_bytes(self) -> int | None:
+        """The peak resident set since :meth:`start` (since the process began when it could not be reset)."""
+        hwm = _proc_status_kib("VmHWM")
+        return None if hwm is None else hwm * 1024
+
+    def describe(self) -> str:
+        """``"RAM 1.21 GiB"`` (plus ``", CUDA 0.8 GiB"``), or ``"unknown"``."""
+        parts = []
+        ram = self.ram_bytes()
+        if ram is not None:
+            parts.append(f"RAM {ram / 2**30:.2f} GiB" + ("" if self.reset_works else " (process peak)"))
+        if self.device.type == "cuda" and torch.cuda.is_available():
+            parts.append(f"{self.device} {torch.cuda.max_memory_allocated(self.device) / 2**30:.2f} GiB")
+        return ", ".join(parts) or "unknown"

@@ -32,6 +32,11 @@ class Job:
     frame: int | None
     target: Path
 
+    @property
+    def mask_target(self) -> Path:
+        """Where ``--save-mask`` writes the paste mask: ``<target stem>_mask.png``."""
+        return self.target.with_name(f"{self.target.stem}_mask.png")
+
 
 @dataclass
 class Failures:

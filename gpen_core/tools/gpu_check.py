@@ -25,6 +25,7 @@ import torch
 
 from ..arch.config import GPENConfig
 from ..arch.generator import GPEN
+from ..arch.graphs import COMPILE_MODES
 from ..arch.seeded import seeded_input, seeded_state_dict
 from ..enhance import enhance_images
 from ..loading import load_model, safer_copy
@@ -281,7 +282,7 @@ def measure_vram_row(model: GPEN, x: torch.Tensor, case: VramCase, device: torch
 
 def run_timing(device: torch.device, plan: CheckPlan, clock: Clock, log: Callable[[str], None],
                notes: list[str]) -> list[TimingRow]:
-    modes = ("off", "cuda_graphs") if compile_supported() else ("off",)
+    modes = COMPILE_MODES if compile_supported() else COMPILE_MODES[:1]
     if len(modes) == 1:
         notes.append("cuda_graphs not timed: this version's load_model has no compile option")
     rows: list[TimingRow] = []

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..arch.graphs import COMPILE_MODES
 from ..runtime.memory import MiB
+from ..runtime.precision import DTYPES
 
 SIZES = (256, 512, 1024, 2048)
 STRATEGIES = ("plain", "tiled", "recompute")
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS: tuple[str, ...] = tuple(DTYPES)
+"""The explicit precisions (``auto`` resolves to one of them)."""
 BATCHES = (1, 8)
-COMPILE_MODES = ("off", "cuda_graphs")
 EXACT_LIMIT = 1e-4
 """Max abs error of fp32 CUDA (TF32 off) against the stored reference outputs: the CPU tests' limit."""
 

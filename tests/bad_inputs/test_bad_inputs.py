@@ -21,7 +21,9 @@ from PIL import Image
 
 import gpen_core as g
 from gpen_core.enhance import enhance_images
+from gpen_core.face.pipeline import FaceNetworks, restore_faces
 from gpen_core.images.files import ImageReadError, read_image
+from gpen_core.run_options import RunOptions
 from gpen_core.tools.cli import main
 from helpers import REPO_ROOT
 
@@ -237,7 +239,7 @@ def test_corpus_uint8_means_0_to_255(tiny_state, pack):
     with torch.inference_mode():
         as_float = enhance_images(model, pixels.float() / 255)
         assert torch.equal(enhance_images(model, pixels), as_float)
-        node = pack.nodes.logic.enhance_comfy_images(model, pixels.movedim(1, -1), tile_size=32)
+        node = pack.nodes.logic.enhance_comfy_images(model, pixels.movedim(1, -1), RunOptions(32))
     assert torch.allclose(node, as_float.movedim(1, -1), atol=1e-5)
 
 
@@ -252,11 +254,9 @@ class NoFaceDetector:
 
 @pytest.mark.parametrize("case", sorted(BAD_TENSORS))
 def test_corpus_tensor_core_restore(guarded_model, case):
-    from gpen_core.face.restore import restore_faces
-
     make, error, message = BAD_TENSORS[case]
     with pytest.raises(error, match="images " + message):
-        restore_faces(guarded_model, NoFaceDetector(), make())
+        restore_faces(FaceNetworks(guarded_model, NoFaceDetector()), make())
 
 
 @pytest.mark.parametrize("case", sorted(BAD_TENSORS))
@@ -265,14 +265,12 @@ def test_corpus_tensor_node_restore(pack, guarded_model, case):
     if case == "int64 pixels":  # the node takes ComfyUI's float IMAGE: .float() first, so the range speaks
         error, message = ValueError, r"must hold values in \[0, 1\]"
     with pytest.raises(error, match=message):
-        node_restore(pack)(guarded_model, NoFaceDetector(), make().movedim(1, -1))
+        node_restore(pack)(FaceNetworks(guarded_model, NoFaceDetector()), make().movedim(1, -1))
 
 
 def test_corpus_uint8_in_restore_is_refused_with_the_fix(guarded_model):
-    from gpen_core.face.restore import restore_faces
-
     with pytest.raises(TypeError, match=r"images must be float in \[0, 1\] here; got torch.uint8 \(pass images.float"):
-        restore_faces(guarded_model, NoFaceDetector(), torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
+        restore_faces(FaceNetworks(guarded_model, NoFaceDetector()), torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
 
 
 @pytest.mark.parametrize("shape, message", [((1, 5, 8, 8), r"C in 1..4"), ((3, 8, 8), r"\(B, C, H, W\)")])
@@ -315,7 +313,7 @@ def test_tile_size_0_is_auto_everywhere(tiny_state, pack, small_budget, tmp_path
     with torch.inference_mode():
         enhance_images(model, images, tile_size=0)
         enhance_images(model, images, tile_size="auto")
-        pack.nodes.logic.enhance_comfy_images(model, images.movedim(1, -1), tile_size=0)
+        pack.nodes.logic.enhance_comfy_images(model, images.movedim(1, -1), RunOptions(0))
     for tile in ("0", "auto"):
         assert cli(capsys, "enhance", tmp_path / "a.png", "--aligned", "--model", weights, "-o", tmp_path / tile,
                    "--tile-size", tile)[0] == 0
@@ -344,7 +342,7 @@ def test_overlap_minus_1_is_exact_everywhere(tiny_state, pack, tmp_path, capsys)
     with torch.inference_mode():
         core = enhance_images(model, pixels, tile_size=32, overlap=None)
         cut = enhance_images(model, pixels, tile_size=32, overlap=0)
-        node = pack.nodes.logic.enhance_comfy_images(model, pixels.movedim(1, -1), tile_size=32, overlap=-1)
+        node = pack.nodes.logic.enhance_comfy_images(model, pixels.movedim(1, -1), RunOptions(32, overlap=-1))
     assert cli(capsys, "enhance", tmp_path / "a.png", "--aligned", "--model", weights, "-o", tmp_path / "o",
                "--tile-size", "32", "--overlap", "-1")[0] == 0
     written = torch.from_numpy(np.array(Image.open(tmp_path / "o" / "a.png"))).permute(2, 0, 1).float() / 255
@@ -395,15 +393,8 @@ def faces_changed(before: torch.Tensor, after: torch.Tensor) -> int:
 
 
 def node_restore(pack):
-    """The node logic's Face Restore (``nodes/face_logic.py``, or ``nodes/logic.py`` before it moved)."""
-    for name in ("comfyui_gpen.nodes.face_logic", "comfyui_gpen.nodes.logic"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError:
-            continue
-        if hasattr(module, "restore_comfy_images"):
-            return module.restore_comfy_images
-    raise AssertionError("no restore_comfy_images in the node logic")
+    """The node logic's Face Restore (``nodes/face_logic.py``)."""
+    return importlib.import_module("comfyui_gpen.nodes.face_logic").restore_comfy_images
 
 
 @pytest.mark.parametrize("score_threshold, max_faces, expected", [(0, 0, 2), (0, 1, 1), (0.2, 0, 3)])
@@ -422,9 +413,11 @@ def test_score_threshold_0_and_max_faces_0_mean_the_same_everywhere(
     assert len(core) == expected
 
     model = g.build_model(tiny_state)
+    face_logic = importlib.import_module("comfyui_gpen.nodes.face_logic")
+    pack_options = importlib.import_module("comfyui_gpen.gpen_core.face.options")
+    options = pack_options.RestoreOptions(face_logic.detect_options(score_threshold, 0, "score", max_faces, "", 0))
     with torch.inference_mode():
-        node_out = node_restore(pack)(model, detector, photo.movedim(0, -1)[None], score_threshold=score_threshold,
-                                      max_faces=max_faces)[0]
+        node_out = node_restore(pack)(FaceNetworks(model, detector), photo.movedim(0, -1)[None], options)[0]
     assert faces_changed(photo, node_out[0].movedim(-1, 0)) == expected
 
     weights = tmp_path / "tiny.pth"

@@ -19,7 +19,7 @@ from gpen_core.face.detection.detectors import MTCNNDetector, RetinaFaceDetector
 from gpen_core.face.detection.mtcnn import load_mtcnn_nets
 from gpen_core.face.detection.mtcnn_pipeline import pyramid_scales
 from gpen_core.face.detection.retinaface import RetinaFaceNet
-from gpen_core.face.restore import restore_faces
+from gpen_core.face.pipeline import FaceNetworks, restore_faces
 from helpers import TINY
 
 
@@ -136,5 +136,5 @@ def test_restore_faces_cancels_during_detection_before_any_gpen_forward(mtcnn: M
     model = g.build_model(g.seeded_state_dict(TINY, 7))
     progress = CancelAfter(3)
     with count_forwards(model, mtcnn.nets.pnet) as runs, pytest.raises(Cancelled):
-        restore_faces(model, mtcnn, (solvay.float() / 255)[None], progress=progress)
+        restore_faces(FaceNetworks(model, mtcnn), (solvay.float() / 255)[None], progress=progress)
     assert runs == [0, 2]  # two pyramid scales, then the cancel

@@ -16,12 +16,8 @@ from gpen_core.face.align import (
     similarity_transform,
     warp_faces,
 )
-from gpen_core.face.paste import (
-    gaussian_blur_reflect101,
-    official_paste_mask,
-    paste_faces,
-    soften_parsing_mask,
-)
+from gpen_core.face.masks import gaussian_blur_reflect101, official_paste_mask, soften_parsing_mask
+from gpen_core.face.paste import paste_faces
 from helpers import PHOTOS_DIR, psnr, similarity_matrix
 
 PORTRAIT = PHOTOS_DIR / "portrait-1947.png"

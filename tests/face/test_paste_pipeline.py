@@ -25,21 +25,27 @@ from gpen_core.face.detection.api import detect_faces
 from gpen_core.face.detection.loader import load_detector
 from gpen_core.face.detection.result import FaceDetections
 from gpen_core.face.finish import match_colour, smooth_crops
+from gpen_core.face.masks import paste_masks_for
+from gpen_core.face.options import PasteOptions, RestoreOptions
 from gpen_core.face.parsing import (
+    FaceParser,
     ParseNet,
     ParseNetConfig,
     class_mask,
     gpen_paste_mask,
     kept_classes,
     load_parser,
+    load_parser_for_mask,
     parse_classes,
     parse_paste_masks,
     parser_peak_bytes,
     seeded_parsenet_state_dict,
 )
-from gpen_core.face.paste import PasteOptions, paste_faces, resolve_mask_mode
-from gpen_core.face.restore import face_batch_size, restore_faces
+from gpen_core.face.paste import paste_faces
+from gpen_core.face.pipeline import FaceNetworks, restore_faces
+from gpen_core.face.restore import face_batch_size
 from gpen_core.images.files import read_image
+from gpen_core.run_options import RunOptions
 from gpen_core.runtime.memory import peak_memory
 from gpen_core.runtime.strategy import Strategy, estimate_peak_bytes
 
@@ -184,8 +190,9 @@ def test_parse_paste_matches_the_official_arithmetic(monkeypatch, model512, pars
     image, detector = photos["portrait-1947"]
     model = model512
     with torch.inference_mode():
-        result = restore_faces(model, detector, image[None], parser=parser, paste=PasteOptions(mask="parse"))
-        box = restore_faces(model, detector, image[None], paste=PasteOptions(mask="box"))
+        result = restore_faces(FaceNetworks(model, detector, FaceParser(parser)), image[None],
+                               RestoreOptions(paste=PasteOptions(mask="parse")))
+        box = restore_faces(FaceNetworks(model, detector), image[None], RestoreOptions(paste=PasteOptions(mask="box")))
     outside = result.masks[0] == 0
     assert bool(outside.any()) and bool((~outside).any())
     assert torch.equal(result.images[0][:, outside], image[:, outside])
@@ -233,11 +240,11 @@ def test_fidelity_zero_is_the_input_and_half_lies_between(model, parser, photos,
     """(The 29 faces of the group photo use the box mask: the test parser costs seconds per face on a CPU.)"""
     image, detector = photos[name]
     outputs = {}
-    options = PasteOptions(mask=mask)
     with torch.inference_mode():
         for fidelity in (0.0, 0.5, 1.0):
-            outputs[fidelity] = restore_faces(model, detector, image[None], fidelity=fidelity, parser=parser,
-                                              paste=options).images[0]
+            options = RestoreOptions(paste=PasteOptions(mask=mask, fidelity=fidelity))
+            outputs[fidelity] = restore_faces(FaceNetworks(model, detector, FaceParser(parser)), image[None],
+                                              options).images[0]
     assert torch.equal(to_8bit(outputs[0.0]), to_8bit(image))
     assert torch.equal(outputs[0.0], image)
     low = torch.minimum(outputs[0.0], outputs[1.0]) - 1e-6
@@ -252,9 +259,9 @@ def test_grey_photo_in_grey_photo_out(model, parser, photos, name: str, mask: st
     image, detector = photos[name]
     assert float((image.amax(0) - image.amin(0)).max()) == 0  # the photo is grey
     with torch.inference_mode():
-        kept = restore_faces(model, detector, image[None], parser=parser, paste=PasteOptions(mask=mask))
-        colour = restore_faces(model, detector, image[None], parser=parser,
-                               paste=PasteOptions(mask=mask, keep_grey=False))
+        networks = FaceNetworks(model, detector, FaceParser(parser))
+        kept = restore_faces(networks, image[None], RestoreOptions(paste=PasteOptions(mask=mask)))
+        colour = restore_faces(networks, image[None], RestoreOptions(paste=PasteOptions(mask=mask, keep_grey=False)))
 
     def spread(x: torch.Tensor) -> int:
         return int((to_8bit(x).int().amax(0) - to_8bit(x).int().amin(0)).max())
@@ -299,14 +306,20 @@ def test_colour_match_moves_the_statistics_inside_the_mask(space: str) -> None:
 # ----------------------------------------------------------------------------- modes and the parser run
 
 
-def test_mask_modes(caplog) -> None:
-    assert resolve_mask_mode("parse", True) == "parse" and resolve_mask_mode("box", True) == "box"
-    with caplog.at_level(logging.INFO, logger="gpen_core.face.paste"):
-        assert resolve_mask_mode("auto", False) == "box"
-    assert "box mask" in caplog.text
-    assert resolve_mask_mode("auto", True) == "parse"
+def test_mask_modes(caplog, parser, tmp_path) -> None:
+    crops = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    assert paste_masks_for(crops, "box", FaceParser(parser)) is None
+    assert paste_masks_for(crops, "auto", None) is None
+    with torch.inference_mode():
+        assert paste_masks_for(crops, "auto", FaceParser(parser)).shape == (1, 64, 64)
     with pytest.raises(ValueError, match="ParseNet-latest.pth"):
-        resolve_mask_mode("parse", False)
+        paste_masks_for(crops, "parse", None)
+    with caplog.at_level(logging.INFO, logger="gpen_core.face.parsing.load"):
+        assert load_parser_for_mask("auto", tmp_path) is None
+    assert "box mask" in caplog.text
+    assert load_parser_for_mask("box", tmp_path) is None
+    with pytest.raises(FileNotFoundError, match="ParseNet-latest.pth"):
+        load_parser_for_mask("parse", tmp_path)
     with pytest.raises(ValueError, match="mask"):
         PasteOptions(mask="ellipse")
     with pytest.raises(ValueError, match="color_match"):
@@ -362,7 +375,7 @@ def test_face_batches_fit_both_networks(monkeypatch, model, parser) -> None:
     two = max(parser_peak_bytes(PARSER_CONFIG, torch.float32, 2),
               estimate_peak_bytes(GPEN_CONFIG, torch.float32, 2, Strategy()))
     budget = int(two / 0.8) + 1
-    assert face_batch_size(model, 5, budget, parser=parser) == 2
+    assert face_batch_size(model, 5, budget, parser=FaceParser(parser)) == 2
     assert face_batch_size(model, 5, budget) >= 2
     seen: dict[str, list[int]] = {"gpen": [], "parser": []}
 
@@ -383,10 +396,11 @@ def test_face_batches_fit_both_networks(monkeypatch, model, parser) -> None:
     landmarks = torch.stack([template * 0.5 + torch.tensor([10.0 + 95 * k, 40.0]) for k in range(5)]).float()
     boxes = torch.tensor([[10.0 + 95 * k, 40.0, 74.0 + 95 * k, 104.0] for k in range(5)])
     faces = FaceDetections(boxes, torch.ones(5), landmarks, (200, 700))
+    networks = FaceNetworks(model, FixedDetector(faces), FaceParser(parser))
     with torch.inference_mode():
-        restore_faces(model, FixedDetector(faces), image[None], parser=parser, memory_budget=budget, face_batch=2)
-        assert seen["gpen"] == [2] and seen["parser"] == [2, 2, 1]
+        restore_faces(networks, image[None], RestoreOptions(run=RunOptions(memory_budget=budget, batch_size=2)))
+        assert seen["gpen"] == [2, 2, 2] and seen["parser"] == [2, 2, 1]  # one face batch at a time
         seen["gpen"].clear()
         seen["parser"].clear()
-        restore_faces(model, FixedDetector(faces), image[None], parser=parser, memory_budget=budget)
-    assert seen["gpen"] == [1] and seen["parser"] == [1] * 5
+        restore_faces(networks, image[None], RestoreOptions(run=RunOptions(memory_budget=budget)))
+    assert seen["gpen"] == [1] * 5 and seen["parser"] == [1] * 5

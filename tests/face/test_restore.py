@@ -9,8 +9,12 @@ from PIL import Image
 import gpen_core as g
 from gpen_core.face.detection.errors import DetectorWeightsNotFoundError
 from gpen_core.face.detection.loader import load_detector
-from gpen_core.face.restore import DetectOptions, face_batch_size, restore_faces
+from gpen_core.face.detection.selection import FaceSelection
+from gpen_core.face.options import DetectOptions, PasteOptions, RestoreOptions
+from gpen_core.face.pipeline import FaceNetworks, restore_faces
+from gpen_core.face.restore import face_batch_size
 from gpen_core.images.files import read_image
+from gpen_core.run_options import RunOptions
 from gpen_core.runtime.memory import peak_memory
 from gpen_core.runtime.strategy import Strategy, estimate_peak_bytes
 from gpen_core.tools.cli import main
@@ -37,7 +41,8 @@ def group_photo(photos_dir):
 def test_identity_restore_keeps_the_photo(model, detector, group_photo):
     """fidelity 0 pastes the aligned originals back: only resampling changes the photo."""
     with torch.inference_mode():
-        result = restore_faces(model, detector, group_photo[None], fidelity=0.0)
+        result = restore_faces(FaceNetworks(model, detector), group_photo[None],
+                               RestoreOptions(paste=PasteOptions(fidelity=0.0)))
     assert len(result.faces) >= 20  # 29 people
     inside, outside = result.masks[0] > 0, result.masks[0] == 0
     image = result.images[0]
@@ -49,8 +54,8 @@ def test_identity_restore_keeps_the_photo(model, detector, group_photo):
 
 def test_restore_changes_faces_only(model, detector, group_photo):
     with torch.inference_mode():
-        detect = DetectOptions(selection="largest", max_faces=3)
-        result = restore_faces(model, detector, group_photo[None], detect=detect)
+        detect = DetectOptions(selection=FaceSelection("largest", max_faces=3))
+        result = restore_faces(FaceNetworks(model, detector), group_photo[None], RestoreOptions(detect))
     assert len(result.faces) == 3
     outside = result.masks[0] == 0
     assert torch.equal(result.images[0][:, outside], group_photo[:, outside])
@@ -62,7 +67,8 @@ def test_batch_of_frames_and_no_face(model, detector, photos_dir):
     blank = torch.full_like(portrait, 0.5)
     calls = []
     with torch.inference_mode():
-        result = restore_faces(model, detector, torch.stack([portrait, blank, portrait]), fidelity=0.5,
+        result = restore_faces(FaceNetworks(model, detector), torch.stack([portrait, blank, portrait]),
+                               RestoreOptions(paste=PasteOptions(fidelity=0.5)),
                                progress=lambda d, t: calls.append((d, t)))
     assert result.faces.image_index.tolist() == [0, 2]
     assert torch.equal(result.images[1], blank) and float(result.masks[1].max()) == 0
@@ -80,7 +86,8 @@ def test_memory_follows_the_face_batch(model, detector, group_photo):
     faces = 29
     crops_bytes = 2 * faces * 3 * 128 * 128 * 4  # crops before and after are outputs
     with torch.inference_mode():
-        _, peak = peak_memory(lambda: restore_faces(model, detector, image, memory_budget=int(two / 0.8) + 1),
+        options = RestoreOptions(run=RunOptions(memory_budget=int(two / 0.8) + 1))
+        _, peak = peak_memory(lambda: restore_faces(FaceNetworks(model, detector), image, options),
                               torch.device("cpu"))
     all_at_once = estimate_peak_bytes(CONFIG, torch.float32, faces, Strategy())
     assert peak < crops_bytes + 2 * two + 64 * 2**20  # detector and image buffers: tens of MiB

@@ -8,15 +8,18 @@ from standins import IdentityGPEN, TemplateFaceDetector
 import gpen_core as g
 from gpen_core.face.align import apply_affine
 from gpen_core.face.faces import AlignedFaces, image_scale, scale_matrices
+from gpen_core.face.options import PasteOptions, RestoreOptions
+from gpen_core.face.pipeline import FaceNetworks, restore_faces
 from gpen_core.face.restore import (
     detect_and_align,
     paste_back,
     paste_size,
     restore_crops,
-    restore_faces,
 )
+from gpen_core.face.stats import RestoreStats
 from gpen_core.images.files import read_image
 from gpen_core.images.tensors import resize
+from gpen_core.run_options import RunOptions
 from helpers import TINY, psnr
 
 
@@ -30,10 +33,11 @@ def test_restore_faces_is_the_three_steps(portrait, tiny_model):
     detector = TemplateFaceDetector(0.5)
     images = torch.stack([portrait, portrait.flip(-1), torch.full_like(portrait, 0.5)])
     with torch.inference_mode():
-        whole = restore_faces(model, detector, images, fidelity=0.7, chunk_frames=2, tile_size=None)
+        options = RestoreOptions(paste=PasteOptions(fidelity=0.7), run=RunOptions(tile_size=None), chunk_frames=2)
+        whole = restore_faces(FaceNetworks(model, detector), images, options)
         crops, faces = detect_and_align(detector, images, TINY.size)
-        restored = restore_crops(model, crops, tile_size=None)
-        pasted, masks = paste_back(images, restored, faces, fidelity=0.7)
+        restored = restore_crops(model, crops, RunOptions(tile_size=None))
+        pasted, masks = paste_back(images, restored, faces, PasteOptions(fidelity=0.7))
     assert faces.image_index.tolist() == [0, 1]
     assert torch.equal(whole.faces.matrices, faces.matrices)
     assert torch.equal(whole.crops, crops) and torch.equal(whole.restored, restored)
@@ -46,7 +50,8 @@ def test_upscale_factor_pastes_into_the_resized_image(portrait):
     exactly the resized original outside them."""
     model = IdentityGPEN(512)
     with torch.inference_mode():
-        result = restore_faces(model, TemplateFaceDetector(0.6), portrait[None], upscale_factor=2.0)
+        result = restore_faces(FaceNetworks(model, TemplateFaceDetector(0.6)), portrait[None],
+                               RestoreOptions(paste=PasteOptions(upscale_factor=2.0)))
     expected = resize(portrait[None], 878, 656)
     assert result.images.shape == (1, 3, 878, 656) and result.masks.shape == (1, 878, 656)
     inside, outside = result.masks[0] > 0, result.masks[0] == 0
@@ -62,7 +67,7 @@ def test_upscaled_image_is_cropped_and_pasted_into(portrait):
     model = IdentityGPEN(256)
     upscaled = torch.rand(1, 3, 658, 492, generator=torch.Generator().manual_seed(1))  # 1.5x, rounded
     with torch.inference_mode():
-        result = restore_faces(model, TemplateFaceDetector(0.6), portrait[None], upscaled=upscaled)
+        result = restore_faces(FaceNetworks(model, TemplateFaceDetector(0.6)), portrait[None], upscaled=upscaled)
         crops, faces = detect_and_align(TemplateFaceDetector(0.6), portrait[None], 256)
     outside = result.masks[0] == 0
     assert result.images.shape == upscaled.shape and 0 < float(outside.float().mean()) < 1
@@ -77,7 +82,7 @@ def test_upscaled_image_is_cropped_and_pasted_into(portrait):
 def test_a_stretched_upscaled_image_is_refused(portrait):
     stretched = torch.rand(1, 3, 439 * 2, 328 * 3)
     with pytest.raises(ValueError, match="984x878.*same factor in both directions"):
-        restore_faces(IdentityGPEN(64), TemplateFaceDetector(), portrait[None], upscaled=stretched)
+        restore_faces(FaceNetworks(IdentityGPEN(64), TemplateFaceDetector()), portrait[None], upscaled=stretched)
     with pytest.raises(ValueError, match="upscale_factor is 2 but the upscaled image is 984x1317"):
         paste_size((439, 328), 2.0, (1317, 984))
     assert paste_size((439, 328), 3.0, (1317, 984)) == (1317, 984)
@@ -123,10 +128,14 @@ def test_aligned_faces_join_and_check():
         AlignedFaces.concat([one, AlignedFaces.empty((), 128)])
 
 
-def test_each_chunk_of_faces_hands_over_a_measured_run(portrait):
-    records = []
+def test_each_face_batch_hands_over_a_measured_run(portrait):
+    stats = RestoreStats(measure=True)
     frames = torch.stack([portrait, torch.full_like(portrait, 0.5), portrait])
     with torch.inference_mode():
-        restore_faces(IdentityGPEN(64), TemplateFaceDetector(), frames, chunk_frames=1, on_record=records.append)
-    assert len(records) == 2  # the frame without a face runs no GPEN
-    assert all(r.peak_bytes > 0 and r.device == "cpu" for r in records)
+        restore_faces(FaceNetworks(IdentityGPEN(64), TemplateFaceDetector()), frames, RestoreOptions(chunk_frames=1),
+                      stats=stats)
+    assert len(stats.records) == 2  # the frame without a face runs no GPEN
+    assert all(r.peak_bytes > 0 and r.device == "cpu" for r in stats.records)
+    record = stats.record
+    assert record is not None and record.whole_peak_bytes is not None
+    assert record.whole_peak_bytes >= record.peak_bytes  # the whole run holds GPEN's peak and more

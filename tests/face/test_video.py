@@ -15,12 +15,9 @@ from standins import BrightRegionDetector, IdentityGPEN
 
 from gpen_core.face.align import reference_points
 from gpen_core.face.faces import AlignedFaces
-from gpen_core.face.restore import (
-    detect_and_align,
-    paste_back,
-    restore_crops,
-    restore_faces,
-)
+from gpen_core.face.options import RestoreOptions, TrackOptions
+from gpen_core.face.pipeline import FaceNetworks, restore_faces
+from gpen_core.face.restore import detect_and_align, paste_back, restore_crops
 from gpen_core.face.tracking import LandmarkSmoother, match_boxes
 from gpen_core.images.files import read_image
 from gpen_core.runtime.memory import LiveTensorPeak
@@ -98,9 +95,8 @@ def test_chunks_bound_the_memory_and_smoothing_off_is_the_plain_steps(portrait):
             live_at_chunk_ends.append(counter.current_bytes)
 
     with torch.inference_mode(), counter:
-        result = restore_faces(
-            model, detector(), frames, keep_crops=False, chunk_frames=chunk, progress=progress
-        )
+        result = restore_faces(FaceNetworks(model, detector()), frames, RestoreOptions(chunk_frames=chunk),
+                               keep_crops=False, progress=progress)
     outputs = result.images.numel() * 4 + result.masks.numel() * 4
     assert counter.peak_bytes - outputs < 2 * chunk_bytes, (counter.peak_bytes - outputs) / chunk_bytes
     assert len(live_at_chunk_ends) == 10
@@ -113,7 +109,8 @@ def test_chunks_bound_the_memory_and_smoothing_off_is_the_plain_steps(portrait):
     assert torch.equal(result.images, images) and torch.equal(result.masks, masks)
     assert torch.equal(result.faces.landmarks, faces.landmarks)
     with torch.inference_mode():
-        smoothed = restore_faces(model, detector(), frames, landmark_smoothing=0.5, chunk_frames=chunk)
+        smoothed = restore_faces(FaceNetworks(model, detector()), frames,
+                                 RestoreOptions(track=TrackOptions(0.5), chunk_frames=chunk))
     assert torch.equal(smoothed.faces.landmarks, smooth_along(faces, 0.5))  # one smoother across the chunks
     assert torch.equal(smoothed.faces.boxes, faces.boxes)
     assert not torch.equal(smoothed.images, images)

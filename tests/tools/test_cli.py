@@ -114,13 +114,12 @@ OPTION_ERRORS = [
     (["--tile-size", "abc"], "--tile-size must be auto (or 0: chosen from free memory), none (whole image)"),
     (["--tile-size", "8"], ">= 16; got '8'"),
     (["--overlap", "-2"], "--overlap (-1: exact) must be in [-1, inf]; got -2"),
-    (["--overlap", "2", "--tile-size", "none"], "--overlap cuts the halos of tiles: give --tile-size N too"),
-    (["--overlap", "2"], "--overlap cuts the halos of tiles: give --tile-size N too"),
-    (["--max-faces", "-1"], "--max-faces (0: no limit) must be in [0, inf]; got -1"),
+    (["--overlap", "2", "--tile-size", "none"], "--overlap cuts the halos of tiles: give a --tile-size"),
+    (["--max-faces", "-1"], "face selection: --max-faces must be >= 0 (0 or None = no limit); got -1"),
     (["--score-threshold", "1.5"], "--score-threshold (0: the detector's default) must be in [0, 0.999]"),
-    (["--min-face-size", "-3"], "--min-face-size (0: no bound) must be in [0, inf]"),
+    (["--min-face-size", "-3"], "--min-face-size must be >= 0 pixels (0 = no bound); got -3.0"),
     (["--faces", "1-x"], "face selection: face indices '1-x': cannot read '1-x'"),
-    (["--min-face-size", "50", "--max-face-size", "40"], "max_face_size (40) is below min_face_size (50)"),
+    (["--min-face-size", "50", "--max-face-size", "40"], "--max-face-size (40) is below --min-face-size (50)"),
     (["--aligned", "--faces", "0"], "--faces: only for whole photos"),
     (["--keep-size"], "--keep-size only applies to --aligned"),
     (["--suffix", "x/y"], "--suffix 'x/y': a file-name part without folder separators"),
@@ -262,6 +261,6 @@ def test_bench_error_is_always_against_fp32(monkeypatch, tiny_state):
 
 
 def test_tile_size_parsing():
-    assert cli.parse_tile_size("0") == cli.parse_tile_size("auto") == "auto"
+    assert cli.parse_tile_size("0") == cli.parse_tile_size("auto") == 0
     assert cli.parse_tile_size("none") is None and cli.parse_tile_size("whole") is None
     assert cli.parse_tile_size("64") == 64

@@ -9,7 +9,7 @@ Example::
     faces = detect_faces(detector, image)   # image (3, H, W) RGB float in [0, 1] or uint8
     largest = detect_faces(detector, image, selection=FaceSelection("largest", max_faces=1))
 """
-from .api import detect_faces
+from .api import detect_faces, find_faces
 from .detectors import FaceDetector, MTCNNDetector, RetinaFaceDetector
 from .errors import DetectorWeightsNotFoundError, FaceDetectorError, InvalidDetectorWeightsError
 from .loader import DETECTOR_NAMES, load_detector
@@ -39,6 +39,7 @@ __all__ = [
     "MTCNNDetector",
     "RetinaFaceDetector",
     "detect_faces",
+    "find_faces",
     "load_detector",
     "order_faces",
     "parse_face_indices",

@@ -63,13 +63,27 @@ def detect_faces(
     selection = selection or FaceSelection()
     if not isinstance(selection, FaceSelection):
         raise TypeError(f"selection must be a FaceSelection or None, got {type(selection).__name__}")
+    detections = find_faces(detector, image, score_threshold=score_threshold,
+                            min_face_size=selection.min_face_size, progress=progress)
+    selected = select_faces(detections, selection)
+    logger.debug("%s: %d faces found, %d selected (%s)", detector.name, len(detections), len(selected), selection)
+    return selected
+
+
+def find_faces(
+    detector: FaceDetector,
+    image: torch.Tensor,
+    *,
+    score_threshold: float | None = None,
+    min_face_size: float = 0.0,
+    progress: Progress | None = None,
+) -> FaceDetections:
+    """Every face of one RGB image above the score threshold, before any selection (see :func:`detect_faces`).
+
+    ``min_face_size`` is only the detector's hint (MTCNN's pyramid); the bound itself is the selection's.
+    """
     threshold = detector.default_score_threshold if not score_threshold else float(score_threshold)
     if not 0.0 <= threshold < 1.0:
         raise ValueError(f"score_threshold must be in [0, 1) (0 or None = the detector's default), got {threshold}")
-
     pixels = image_to_rgb255(image, detector.device)
-    detections = detector.detect_rgb255(pixels, threshold, selection.min_face_size, progress=progress).to("cpu")
-    selected = select_faces(detections, selection)
-    logger.debug("%s: %d faces found, %d selected (threshold %.3f, %s)",
-                 detector.name, len(detections), len(selected), threshold, selection)
-    return selected
+    return detector.detect_rgb255(pixels, threshold, min_face_size, progress=progress).to("cpu")

@@ -1,5 +1,6 @@
 """Face parsing (ParseNet) for the paste mask: network, weights, input preparation, class tables."""
 
+from .face_parser import FaceParser
 from .inputs import PARSE_SIZE, parser_input, to_levels
 from .load import (
     PARSER_DOWNLOADS,
@@ -25,6 +26,7 @@ from .seeded import seeded_parse_images, seeded_parsenet_state_dict, state_dict_
 
 __all__ = [
     "CLASS_NAMES",
+    "FaceParser",
     "PARSER_DOWNLOADS",
     "PARSE_SIZE",
     "ParseNet",

@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 
 from ...weights import CheckpointError, describe, find_tensors, load_strict, read_file
+from ..masks import mask_mode
+from .face_parser import FaceParser
 from .network import ParseNet, ParseNetConfig
 
 logger = logging.getLogger(__name__)
@@ -208,25 +210,29 @@ def load_parser_for_mask(
     *,
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float32,
-) -> ParseNet | None:
-    """The parser a paste-mask mode needs: None for ``"box"``, and for ``"auto"`` when no file is found.
+) -> FaceParser | None:
+    """The parser a paste-mask mode needs (:data:`gpen_core.face.masks.MASK_MODES`): None when the mode
+    never parses, and for a mode that parses "if found" when no file is found (logged).
 
     Args:
-        mask: ``"parse"``, ``"auto"`` or ``"box"``.
+        mask: a mask mode name.
         where: a ParseNet file, or folders to search (:func:`find_parser_weights`).
         device, dtype: as :func:`load_parser` (use the GPEN model's).
 
     Raises:
-        ParserWeightsNotFoundError: ``"parse"`` and no file found.
+        ValueError: an unknown mode.
+        ParserWeightsNotFoundError: the mode requires a parser and no file was found.
         CheckpointError: a file was found but cannot be used (never silently replaced by the box).
     """
-    if mask == "box":
+    needs = mask_mode(mask).parser
+    if needs == "never":
         return None
     if isinstance(where, (str, os.PathLike)) and Path(where).is_file():
         path: Path | None = Path(where)
     else:
-        path = require_parser_weights(where) if mask == "parse" else find_parser_weights(where)
+        path = require_parser_weights(where) if needs == "required" else find_parser_weights(where)
     if path is None:
+        logger.info("no face parser (ParseNet-latest.pth / parsing_parsenet.pth) found: pasting with the box mask")
         return None
     logger.info("face parser: %s", path)
-    return load_parser(path, device=device, dtype=dtype)
+    return FaceParser(load_parser(path, device=device, dtype=dtype))

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 import torch
 
-from ..paste import gaussian_blur_reflect101, resize_mask, soften_parsing_mask
+from ..masks import gaussian_blur_reflect101, resize_mask, soften_parsing_mask
 
 __all__ = [
     "CLASS_NAMES",

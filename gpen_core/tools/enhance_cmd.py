@@ -1,0 +1,249 @@
+"""``gpen enhance``: restore the faces of photos (or aligned crops) in a folder, carefully.
+
+Every option, input and the output folder are checked before any model loads (the typed options'
+constructors hold the rules; their messages are given the command line's flag names); every
+readable file is processed by :func:`gpen_core.tools.jobs.run_job`; failures are listed at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+
+from ..arch.config import INPUT_RANGES
+from ..arch.graphs import COMPILE_MODES
+from ..arch.tiled import MIN_TILE
+from ..face.detection.loader import DETECTOR_NAMES
+from ..face.detection.selection import FACE_ORDERS, ORDER_ALIASES, FaceSelection
+from ..face.finish import COLOR_SPACES
+from ..face.masks import MASK_MODE_NAMES, MASK_MODES
+from ..face.options import DetectOptions, PasteOptions, RestoreOptions, TrackOptions
+from ..face.stats import RestoreStats
+from ..run_options import AUTO_TILE, EXACT_OVERLAP, RunOptions
+from ..runtime.precision import PRECISIONS
+from .arguments import check_checkpoint_path, check_device
+from .batch import Failures, Job, OutputFolder, UsageError, collect_inputs, plan_jobs, select_jobs
+from .jobs import JobSettings, RuntimeSpec, job_label, load_runtime, run_job
+from .progress import ProgressLine
+
+__all__ = ["add_enhance_parser", "cmd_enhance", "enhance_settings", "parse_tile_size", "runtime_spec"]
+
+AUTO_TILE_NAME = "auto"
+WHOLE_IMAGE = ("none", "whole")
+WHOLE_PHOTO_OPTIONS = ("detector", "detector_dir", "fidelity", "selection", "faces", "max_faces", "min_face_size",
+                       "max_face_size", "score_threshold", "mask", "parser", "no_keep_hair", "no_keep_neck",
+                       "no_smooth_small_faces", "no_keep_grey", "color_match", "save_mask")
+"""Options of whole-photo restoration, refused with ``--aligned`` (they would do nothing)."""
+FLAGS = {
+    "score_threshold": "--score-threshold", "min_face_size": "--min-face-size", "max_face_size": "--max-face-size",
+    "max_faces": "--max-faces", "fidelity": "--fidelity", "overlap": "--overlap", "tile_size": "--tile-size",
+    "landmark_smoothing": "--smoothing",
+}
+"""Field names of the typed options -> the flags that set them (for the messages)."""
+
+
+def parse_tile_size(text: str) -> int | None:
+    """``--tile-size``: ``auto`` or 0 -> :data:`AUTO_TILE`; ``none``/``whole`` -> None (whole image); N >= 16 -> N."""
+    value = text.strip().lower()
+    if value in (AUTO_TILE_NAME, "0"):
+        return AUTO_TILE
+    if value in WHOLE_IMAGE:
+        return None
+    try:
+        size = int(value)
+    except ValueError:
+        size = -1
+    if size < MIN_TILE:
+        raise UsageError(
+            f"--tile-size must be auto (or 0: chosen from free memory), none (whole image) or a size in pixels "
+            f">= {MIN_TILE}; got {text!r}"
+        )
+    return size
+
+
+def _flagged(error: ValueError) -> UsageError:
+    """An options error as a usage error, its field names given as the flags that set them."""
+    text = str(error)
+    for name, flag in FLAGS.items():
+        text = re.sub(rf"(?<![\w-]){name}\b", flag, text)
+    return UsageError(text)
+
+
+def enhance_settings(args: argparse.Namespace) -> JobSettings:
+    """Every ``enhance`` option checked and typed (one meaning per value, as in the nodes)."""
+    if args.aligned:
+        given = [f"--{name.replace('_', '-')}" for name in WHOLE_PHOTO_OPTIONS if getattr(args, name) not in (None, [])]
+        if given:
+            raise UsageError(f"{', '.join(given)}: only for whole photos; drop them or drop --aligned")
+    elif args.keep_size:
+        raise UsageError("--keep-size only applies to --aligned crops (whole photos keep their size)")
+    if any(sep in args.suffix for sep in ("/", "\\", os.sep)):
+        raise UsageError(f"--suffix {args.suffix!r}: a file-name part without folder separators, e.g. _gpen")
+    try:
+        run = RunOptions(tile_size=parse_tile_size(args.tile_size), overlap=args.overlap, recompute=args.recompute)
+        paste = PasteOptions(mask=args.mask or "auto", keep_hair=not args.no_keep_hair,
+                             keep_neck=not args.no_keep_neck, smooth_small_faces=not args.no_smooth_small_faces,
+                             keep_grey=not args.no_keep_grey, color_match=args.color_match or "off",
+                             fidelity=1.0 if args.fidelity is None else args.fidelity)
+        track = TrackOptions()
+    except ValueError as error:
+        raise _flagged(error) from None
+    try:
+        selection = FaceSelection(args.selection or "score", args.faces, args.min_face_size or 0.0,
+                                  args.max_face_size or 0.0, args.max_faces or 0)
+    except ValueError as error:
+        raise UsageError(f"face selection: {_flagged(error)}") from None
+    try:
+        detect = DetectOptions(args.score_threshold or 0.0, selection)
+    except ValueError as error:
+        raise _flagged(error) from None
+    restore = RestoreOptions(detect=detect, track=track, paste=paste, run=run)
+    return JobSettings(restore, aligned=args.aligned, keep_size=args.keep_size, save_mask=bool(args.save_mask))
+
+
+def runtime_spec(args: argparse.Namespace, model_path: Path) -> RuntimeSpec:
+    """What the workers load: ``--parser``, else the ``--detector-dir`` folders and the folder of ``--model``."""
+    parser_where: str | tuple[str, ...] = args.parser or (*(args.detector_dir or []), str(model_path.parent))
+    return RuntimeSpec(
+        model=str(model_path), device=args.device, precision=args.precision, input_range=args.input_range,
+        compile=args.compile, detector=None if args.aligned else (args.detector or "auto"),
+        detector_dirs=tuple(args.detector_dir or ()), mask=args.mask or "auto", parser_where=parser_where,
+    )
+
+
+def cmd_enhance(args: argparse.Namespace) -> int:
+    settings = enhance_settings(args)
+    check_device(args.device)
+    model_path = check_checkpoint_path(args.model)
+    files, ignored = collect_inputs(args.inputs)
+    out_dir = Path(args.output)
+    failures = Failures()
+    jobs = plan_jobs(files, out_dir, args.suffix, failures)
+    jobs, skipped = select_jobs(jobs, files, force=args.force, skip_existing=args.skip_existing)
+    if ignored:
+        names = ", ".join(p.name for p in ignored[:8]) + (" ..." if len(ignored) > 8 else "")
+        print(f"note: ignored {len(ignored)} file(s) without an image suffix: {names}", file=sys.stderr)
+    if skipped:
+        print(f"skipping {skipped} image(s) whose output exists (--skip-existing)", file=sys.stderr)
+    if not jobs:
+        if failures:
+            print(failures.report(), file=sys.stderr)
+            return 1
+        print(f"nothing to do: every output exists in {out_dir}", file=sys.stderr)
+        return 0
+    folder = OutputFolder(out_dir)
+    folder.prepare()
+    written = 0
+    try:
+        runtime = load_runtime(runtime_spec(args, model_path))
+        written = run_local(jobs, settings, runtime, failures, debug=args.debug)
+    finally:
+        if written == 0:
+            folder.remove_if_empty()
+    print(f"wrote {written} image(s) to {out_dir}", file=sys.stderr)
+    if failures:
+        print(failures.report(), file=sys.stderr)
+        if skipped or written:
+            print("rerun with --skip-existing to retry only these", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_local(jobs: list[Job], settings: JobSettings, runtime, failures: Failures, *, debug: bool = False) -> int:
+    """Run every job in this process; a failing file is recorded and the next one runs. Returns the
+    images written."""
+    line = ProgressLine("enhance", len(jobs))
+    written = 0
+    no_faces = []
+    try:
+        for index, job in enumerate(jobs):
+            stats = RestoreStats()
+            line.start(job.source.name if job.frame is None else f"{job.source.name} (frame {job.frame + 1})", stats)
+            result = run_job(job, settings, runtime, progress=line.update, stats=stats)
+            line.finish()
+            if result.ok:
+                written += 1
+                if result.faces == 0:
+                    no_faces.append(result.label)
+                if result.summary:
+                    line.message(f"{result.label}: {result.summary}")
+                continue
+            if debug and result.traceback:
+                line.message(result.traceback.rstrip())
+            assert result.error is not None
+            failures.add(result.label, result.error)
+            if result.disk_full:
+                for rest in jobs[index + 1 :]:
+                    failures.add(job_label(rest), "not processed: the output disk is full")
+                break
+    finally:
+        line.end()
+    if no_faces:
+        print(f"no face found (written unchanged) in {len(no_faces)} image(s): {', '.join(no_faces)}", file=sys.stderr)
+    return written
+
+
+def add_enhance_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """The ``enhance`` subcommand; its option lists are the core's constants."""
+    p = sub.add_parser("enhance", parents=[common],
+                       help="restore the faces of photos (or of aligned crops with --aligned)",
+                       description="Outputs are PNG: <stem><suffix>.png, and <stem>_f0001<suffix>.png ... for "
+                                   "every frame of animations / multi-page files (GIF, APNG, WebP, TIFF).")
+    p.add_argument("inputs", nargs="+", help="image files or folders")
+    p.add_argument("--aligned", action="store_true", help="inputs are aligned face crops: no detection, no paste-back")
+    p.add_argument("--detector", default=None,
+                   help=f"auto (default), {', '.join(DETECTOR_NAMES)}, or a weights file/folder")
+    p.add_argument("--detector-dir", action="append", default=None,
+                   help="folder with detector weights (repeatable), e.g. ComfyUI/models/facedetection")
+    p.add_argument("--fidelity", type=float, default=None,
+                   help="1 (default): restored faces (the official paste), 0: the input exactly; mixed in image space")
+    p.add_argument("--mask", choices=MASK_MODE_NAMES, default=None,
+                   help="paste mask: " + "; ".join(f"{m.name}: {m.help}" for m in MASK_MODES.values())
+                   + f" (default {MASK_MODE_NAMES[0]})")
+    p.add_argument("--parser", default=None,
+                   help="ParseNet-latest.pth / parsing_parsenet.pth, or a folder with one (default: the "
+                        "--detector-dir folders and the folder of --model)")
+    p.add_argument("--no-keep-hair", action="store_true", default=None, help="parse mask: keep the original hair")
+    p.add_argument("--no-keep-neck", action="store_true", default=None,
+                   help="parse mask: keep the original neck (as facexlib)")
+    p.add_argument("--no-smooth-small-faces", action="store_true", default=None,
+                   help="skip the official 3x3 smoothing of faces whose box is under 100 px")
+    p.add_argument("--no-keep-grey", action="store_true", default=None,
+                   help="paste GPEN's colours into grey photos too")
+    p.add_argument("--color-match", choices=COLOR_SPACES, default=None,
+                   help="match the restored face's colour mean and spread inside the mask to the original's")
+    p.add_argument("--save-mask", action="store_true", default=None,
+                   help="also write the paste mask as <stem><suffix>_mask.png")
+    p.add_argument("--selection", choices=[*FACE_ORDERS, *ORDER_ALIASES], default=None,
+                   help="face order (default: score; all = score)")
+    p.add_argument("--faces", default=None, help='indices in that order, e.g. "0", "0,2", "1-3" (default: all)')
+    p.add_argument("--max-faces", type=int, default=None, help="at most this many faces per image; 0: no limit")
+    p.add_argument("--min-face-size", type=float, default=None,
+                   help="ignore faces whose box side max(w, h) is smaller (px); 0: no bound")
+    p.add_argument("--max-face-size", type=float, default=None,
+                   help="ignore faces whose box side max(w, h) is larger (px); 0: no bound")
+    p.add_argument("--score-threshold", type=float, default=None, help="detector confidence; 0: the detector's default")
+    p.add_argument("--model", required=True, help="GPEN checkpoint (.pth/.pt/.safetensors)")
+    p.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
+    p.add_argument("--keep-size", action="store_true", help="--aligned: write at the input size, not the model size")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--compile", choices=COMPILE_MODES, default=COMPILE_MODES[0],
+                   help="cuda_graphs: replay a captured CUDA graph per face-batch shape (CUDA only)")
+    p.add_argument("--input-range", choices=tuple(INPUT_RANGES), default=next(iter(INPUT_RANGES)),
+                   help="[0,1] for Seg2face")
+    p.add_argument("--tile-size", default=AUTO_TILE_NAME,
+                   help="decoder tile size: auto or 0 (default: from free memory), none (whole image), "
+                        f"or N >= {MIN_TILE}")
+    p.add_argument("--overlap", type=int, default=EXACT_OVERLAP,
+                   help=f"{EXACT_OVERLAP} (default): exact halos; N >= 0: cut halos (needs tiles or --recompute)")
+    p.add_argument("--recompute", action="store_true", help="recompute encoder features to save memory")
+    p.add_argument("--suffix", default="", help="appended to output file stems, e.g. _gpen")
+    existing = p.add_mutually_exclusive_group()
+    existing.add_argument("--force", action="store_true", help="overwrite existing outputs (never an input file)")
+    existing.add_argument("--skip-existing", action="store_true",
+                          help="only process images whose output is missing (resume an interrupted run)")
+    p.set_defaults(func=cmd_enhance)
+
