@@ -176,8 +176,9 @@ def _restore_photo(model, detector, image: torch.Tensor, options: dict,
 
     rgb, alpha = split_alpha(image[None])
     chosen: FaceSelection = options["selection"]
+    indices = None if chosen.indices is None else str(chosen.indices)  # FaceIndices as text: DetectOptions' type
     detect = DetectOptions(options["score_threshold"], chosen.min_face_size, chosen.order, chosen.max_faces,
-                           chosen.indices, chosen.max_face_size)
+                           indices, chosen.max_face_size)
     result = restore_faces(model, detector, rgb, detect=detect, fidelity=options["fidelity"], parser=parser,
                            paste=options["paste"], **options["forward"])
     out = result.images[0] if alpha is None else torch.cat([result.images[0], alpha[0]])
