@@ -21,7 +21,7 @@ from ..arch.graphs import COMPILE_MODES
 from ..arch.tiled import MIN_TILE
 from ..checks import check_range
 from ..face.detection.selection import FACE_ORDERS, ORDER_ALIASES, FaceSelection
-from ..images.files import ImageReadError, read_image, write_image
+from ..images.files import BYTES_PER_PIXEL_READ, MAX_FRAMES, MAX_PIXELS, ImageReadError, read_image, write_image
 from ..runtime.precision import PRECISIONS, resolve_device
 from ..weights import CheckpointError
 from .batch import (
@@ -50,7 +50,11 @@ CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
 
 
 class ProgressLine:
-    """A one-line progress bar on stderr: ``label [#####     ] 3/10``."""
+    """A one-line progress bar on stderr: ``label [#####     ] 3/10``; :meth:`end_line` ends a bar
+    left unfinished (an interrupt, a full disk) before anything else is printed."""
+
+    line_open = False
+    """Whether a bar is on stderr without its newline (one stderr per process: a class attribute)."""
 
     def __init__(self, label: str, total: int) -> None:
         self.label, self.total = label, total
@@ -61,6 +65,14 @@ class ProgressLine:
         end = "\n" if done >= total else ""
         bar = "#" * filled + " " * (30 - filled)
         print(f"\r{self.label} [{bar}] {done}/{total}", end=end, file=sys.stderr, flush=True)
+        ProgressLine.line_open = done < total
+
+    @classmethod
+    def end_line(cls) -> None:
+        """End an unfinished bar with a newline (nothing if none is open)."""
+        if cls.line_open:
+            print(file=sys.stderr, flush=True)
+            cls.line_open = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -90,7 +102,7 @@ def check_device(name: str, option: str = "--device") -> torch.device:
     """``--device`` as a torch device that exists here."""
     try:
         device = resolve_device(name)
-    except RuntimeError as err:
+    except (RuntimeError, ValueError) as err:  # ValueError: the meta device
         raise UsageError(f"{option} {name}: {str(err).splitlines()[0]}") from err
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise UsageError(f"{option} {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
@@ -131,6 +143,8 @@ def check_enhance_options(args: argparse.Namespace) -> dict:
     except ValueError as error:
         raise UsageError(f"face selection: {error}") from None
     check_range(args.overlap, EXACT_OVERLAP, None, "--overlap (-1: exact)", integer=True)
+    check_range(args.max_pixels, 1, None, "--max-pixels", integer=True)
+    check_range(args.max_frames, 1, None, "--max-frames", integer=True)
     tile_size = parse_tile_size(args.tile_size)
     if args.overlap != EXACT_OVERLAP and not isinstance(tile_size, int) and not args.recompute:
         # under auto the whole image may run untiled, where a cut halo means nothing
@@ -196,7 +210,8 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     files, ignored = collect_inputs(args.inputs)
     out_dir = Path(args.output)
     failures = Failures()
-    jobs = plan_jobs(files, out_dir, args.suffix, failures)
+    jobs = plan_jobs(files, out_dir, args.suffix, failures, save_mask=bool(args.save_mask),
+                     max_pixels=args.max_pixels, max_frames=args.max_frames)
     jobs, skipped = select_jobs(jobs, files, force=args.force, skip_existing=args.skip_existing)
     if ignored:
         names = ", ".join(p.name for p in ignored[:8]) + (" ..." if len(ignored) > 8 else "")
@@ -228,6 +243,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     finally:
         if written == 0:
             folder.remove_if_empty()
+    ProgressLine.end_line()  # a run stopped by a full disk leaves its bar open
     print(f"wrote {written} image(s) to {out_dir}", file=sys.stderr)
     if failures:
         print(failures.report(), file=sys.stderr)
@@ -247,15 +263,15 @@ def _run_jobs(jobs: list[Job], model, detector, options: dict, args: argparse.Na
     with torch.inference_mode():
         for index, job in enumerate(jobs):
             try:
-                image = read_image(job.source, frame=job.frame)
+                image = read_image(job.source, frame=job.frame, max_pixels=args.max_pixels)
                 if detector is None:
                     out = enhance_images(model, image[None], keep_size=args.keep_size, **options["forward"])[0]
                 else:
                     out, faces, mask = _restore_photo(model, detector, image, options, options.get("parser"))
                     if faces == 0:
                         no_faces.append(_job_label(job))
-                    if args.save_mask:
-                        write_image(job.target.with_name(f"{job.target.stem}_mask.png"), mask[None].expand(3, -1, -1))
+                    if job.mask is not None:  # planned and checked with the job's other output
+                        write_image(job.mask, mask[None].expand(3, -1, -1))
                 write_image(job.target, out)
                 written += 1
             except (KeyboardInterrupt, SystemExit):
@@ -429,6 +445,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=int, default=EXACT_OVERLAP, help="-1 (default): exact halos; N >= 0: cut halos")
     p.add_argument("--recompute", action="store_true", help="recompute encoder features to save memory")
     p.add_argument("--suffix", default="", help="appended to output file stems, e.g. _gpen")
+    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                   help=f"largest frame read, in pixels (default {MAX_PIXELS:,}); larger files are listed as failed "
+                        f"before anything is decoded; a frame takes about {BYTES_PER_PIXEL_READ} bytes of memory "
+                        "per pixel")
+    p.add_argument("--max-frames", type=int, default=MAX_FRAMES,
+                   help=f"most frames read from one animation / multi-page file (default {MAX_FRAMES:,})")
     existing = p.add_mutually_exclusive_group()
     existing.add_argument("--force", action="store_true", help="overwrite existing outputs (never an input file)")
     existing.add_argument("--skip-existing", action="store_true",
@@ -475,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt:
+        ProgressLine.end_line()
         print("interrupted", file=sys.stderr)
         return 130
     except EXPECTED_ERRORS as err:
