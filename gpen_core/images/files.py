@@ -200,7 +200,7 @@ def check_pixels(img: Image.Image, path: Path, max_pixels: int, frame: int | Non
     """Refuse the current frame of ``img`` (header read, nothing decoded) if it has more than ``max_pixels``."""
     width, height = img.size
     if width * height > max_pixels:
-        where = "" if frame is None else f"frame {frame}: "
+        where = "" if frame is None else f"frame {frame} (counted from 0): "
         raise _too_large(path, f"{where}{width}x{height} pixels ({width * height / 1e6:.1f} megapixels)", max_pixels)
 
 

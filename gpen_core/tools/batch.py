@@ -178,7 +178,7 @@ def plan_jobs(files: list[Path], out_dir: Path, suffix: str, failures: Failures,
         names = _output_names(source, frames, suffix, save_mask)
         too_long = _too_long(names, limit)
         if too_long is not None:
-            failures.add(source, f"its output name {too_long[:24]}...{too_long[-12:]} would be {name_bytes(too_long)} "
+            failures.add(source, f"its output name {too_long[:24]}...{too_long[-20:]} would be {name_bytes(too_long)} "
                                  f"bytes, over the limit of {limit} bytes of the file system of {out_dir}; rename the "
                                  "file (or use a shorter --suffix)")
             continue
