@@ -338,9 +338,10 @@ def name_max(folder: str | Path) -> int:
     while not existing.is_dir() and existing != existing.parent:
         existing = existing.parent
     try:
-        return int(os.pathconf(existing, "PC_NAME_MAX"))
+        limit = int(os.pathconf(existing, "PC_NAME_MAX"))
     except (AttributeError, ValueError, OSError):
         return DEFAULT_NAME_MAX
+    return limit if limit > 0 else DEFAULT_NAME_MAX  # -1: the file system states no limit
 
 
 def name_bytes(name: str) -> int:

@@ -181,31 +181,30 @@ CHECKPOINT_FILES: dict[str, Callable[[Path, dict[str, torch.Tensor]], None]] = {
 """Checkpoints that are not GPEN weights: each is refused with the file name and the real reason."""
 
 
-def make_image_files(folder: Path) -> dict[str, Path]:
+def _make_files(folder: Path, makers: dict[str, Callable[[Path], None]]) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     made = {}
-    for name, make in IMAGE_FILES.items():
+    for name, make in makers.items():
         made[name] = folder / name
         make(made[name])
     return made
+
+
+def make_image_files(folder: Path) -> dict[str, Path]:
+    return _make_files(folder, IMAGE_FILES)
 
 
 def make_bounded_files(folder: Path) -> dict[str, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    made = {}
-    for name, make in BOUNDED_FILES.items():
-        made[name] = folder / name
-        make(made[name])
-    return made
+    return _make_files(folder, BOUNDED_FILES)
 
 
 def make_checkpoint_files(folder: Path, state: dict[str, torch.Tensor]) -> dict[str, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    made = {}
-    for name, make in CHECKPOINT_FILES.items():
-        made[name] = folder / name
-        make(made[name], state)
-    return made
+    return _make_files(folder, {name: _with_state(make, state) for name, make in CHECKPOINT_FILES.items()})
+
+
+def _with_state(make: Callable[[Path, dict[str, torch.Tensor]], None],
+                state: dict[str, torch.Tensor]) -> Callable[[Path], None]:
+    return lambda path: make(path, state)
 
 
 if __name__ == "__main__":

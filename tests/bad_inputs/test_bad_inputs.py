@@ -469,17 +469,6 @@ def no_hang():
     signal.signal(signal.SIGALRM, previous)
 
 
-@pytest.fixture()
-def no_model_load(monkeypatch):
-    """Fail the test if a model is loaded (planning errors must come first)."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a model was loaded before the inputs were checked")
-
-    monkeypatch.setattr("gpen_core.loading.load_model", refuse)
-    monkeypatch.setattr("gpen_core.face.detection.loader.load_detector", refuse)
-
-
 BOUNDED_REASONS = {
     "huge_12000x12000.png": r"12000x12000 pixels \(144.0 megapixels\), over the limit of 100 megapixels: not decoded; "
                             r"shrink the image, or raise the limit \(max_pixels, command line --max-pixels\)",

@@ -177,6 +177,7 @@ def range_text(pairs: list[tuple[int, int]], spaces: bool) -> str:
     return (" , " if spaces else ",").join(items)
 
 
+@settings(deadline=None)
 @given(pairs=small_ranges, spaces=st.booleans())
 def test_parsed_ranges_hold_exactly_the_expanded_set(pairs: list[tuple[int, int]], spaces: bool) -> None:
     parsed = parse_face_indices(range_text(pairs, spaces))
