@@ -78,34 +78,40 @@ def check_range(
         raise ValueError(f"{name} must be in [{lo}, {hi}]; got {value!r}")
 
 
-def check_image(images: torch.Tensor, name: str = "image") -> None:
+def check_image(images: torch.Tensor, name: str = "image", *, accepts_uint8: bool = True) -> None:
     """Raise unless ``images`` holds pixel values the pipeline can use.
 
     Accepted: a non-empty float tensor with finite values in [0, 1] (up to
-    :data:`FLOAT_RANGE_TOLERANCE` of overshoot), or a ``uint8`` tensor (values 0..255).
-    The layout is checked separately (:func:`check_shape`).
+    :data:`FLOAT_RANGE_TOLERANCE` of overshoot), or a ``uint8`` tensor (values 0..255) when
+    ``accepts_uint8`` (False for a path that reads the tensor in place, chunk by chunk, and
+    converts nothing: whole-photo restore). The layout is checked separately (:func:`check_shape`).
 
     Raises:
-        TypeError: not a tensor, or a dtype that is neither floating point nor uint8.
+        TypeError: not a tensor, or a dtype that is neither floating point nor an accepted uint8.
         ValueError: empty, NaN/inf, or float values outside [0, 1] (e.g. [0, 255] data).
     """
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(images).__name__}")
     if images.numel() == 0:
         raise ValueError(f"{name} is empty: shape {describe_shape(images)}")
-    if images.dtype == torch.uint8:
+    if images.dtype == torch.uint8 and accepts_uint8:
         return
     if not images.is_floating_point():
-        raise TypeError(f"{name} must be float in [0, 1] or uint8, got {images.dtype}")
+        if accepts_uint8:
+            raise TypeError(f"{name} must be float in [0, 1] or uint8, got {images.dtype}")
+        raise TypeError(
+            f"{name} must be float in [0, 1] here; got {images.dtype} (pass images.float() / 255 for 8-bit data: "
+            "this path reads the images in place, chunk by chunk, and converts no uint8)"
+        )
     finite = torch.isfinite(images)
     if not bool(finite.all()):
         bad = int((~finite).sum())
         raise ValueError(f"{name} contains {bad} NaN or infinite value(s); fix the input before restoring it")
     low, high = float(images.min()), float(images.max())
     if low < -FLOAT_RANGE_TOLERANCE or high > 1.0 + FLOAT_RANGE_TOLERANCE:
+        fix = "divide by 255 or pass a uint8 tensor" if accepts_uint8 else "divide by 255"
         raise ValueError(
-            f"{name} must hold values in [0, 1]; got values in [{low:.4g}, {high:.4g}] "
-            "(for 8-bit data divide by 255 or pass a uint8 tensor)"
+            f"{name} must hold values in [0, 1]; got values in [{low:.4g}, {high:.4g}] (for 8-bit data {fix})"
         )
 
 

@@ -40,6 +40,17 @@ def tiny_model(tiny_state) -> g.GPEN:
     return g.build_model(tiny_state)
 
 
+@pytest.fixture()
+def no_model_load(monkeypatch):
+    """Fail the test if a model is loaded (option and planning errors must come first)."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the options and inputs were checked")
+
+    monkeypatch.setattr("gpen_core.loading.load_model", refuse)
+    monkeypatch.setattr("gpen_core.face.detection.loader.load_detector", refuse)
+
+
 @pytest.fixture(scope="session")
 def pack() -> ModuleType:
     """The repository imported as the package ``comfyui_gpen`` (relative imports as in ComfyUI), with

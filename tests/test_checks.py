@@ -70,3 +70,16 @@ def test_image_checks():
 def test_image_as_float_scales_uint8_and_clamps_overshoot():
     assert torch.equal(image_as_float(torch.tensor([0, 255], dtype=torch.uint8)), torch.tensor([0.0, 1.0]))
     assert torch.equal(image_as_float(torch.tensor([-0.01, 1.01])), torch.tensor([0.0, 1.0]))
+
+
+@pytest.mark.parametrize(("images", "error", "message"), [
+    (torch.zeros(1, 3, 4, 4, dtype=torch.uint8), TypeError,
+     r"images must be float in \[0, 1\] here; got torch.uint8 \(pass images.float\(\) / 255 for 8-bit data"),
+    (torch.zeros(1, 3, 4, 4, dtype=torch.int64), TypeError, r"must be float in \[0, 1\] here; got torch.int64"),
+    (torch.full((1, 3, 4, 4), 255.0), ValueError, r"\(for 8-bit data divide by 255\)$"),
+])
+def test_image_checks_of_a_path_without_uint8_never_suggest_uint8(images, error, message):
+    """Whole-photo restore reads its images in place and takes no uint8: its messages say so, never 'or uint8'."""
+    with pytest.raises(error, match=message) as info:
+        check_image(images, "images", accepts_uint8=False)
+    assert "or uint8" not in str(info.value) and "pass a uint8" not in str(info.value)

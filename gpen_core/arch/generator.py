@@ -31,7 +31,7 @@ from .ops import ACTIVATION_GAIN, NEGATIVE_SLOPE, depthwise_fir
 from .prepared import PreparedWeights, WeightCache, weights_key
 from .regions import Crop, Region
 from .styles import DecoderStyles, ModulationStack, decoder_styles
-from .tiled import TiledRun, effective_tile
+from .tiled import TiledRun, check_tiling, effective_tile
 
 
 class StyleDecoder(nn.Module):
@@ -255,7 +255,16 @@ class GPEN(nn.Module):
                 instead of kept (fine-tuning, latent optimisation). No effect without
                 gradients, where nothing is kept for backward anyway.
             progress: ``progress(done, total)`` after each tile (may raise to interrupt).
+
+        Raises:
+            TypeError: ``tile_size`` / ``overlap`` not an int or None, ``recompute`` /
+                ``grad_checkpoint`` not a bool (``tile_size="64"`` is refused, never compared).
+            ValueError: ``tile_size`` below 16, ``overlap`` negative, or ``overlap`` without tiling.
         """
+        check_tiling(tile_size, overlap)
+        for name, flag in (("recompute", recompute), ("grad_checkpoint", grad_checkpoint)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be True or False; got {flag!r} ({type(flag).__name__})")
         tiled = tile_size is not None or recompute
         if self.graphs is not None:
             reason = graph_refusal(image, tiled=tiled, grad_checkpoint=grad_checkpoint, progress=progress is not None,

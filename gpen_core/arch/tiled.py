@@ -111,6 +111,30 @@ def feather(iv: Interval, core: Interval, size: int, overlap: int) -> torch.Tens
     return w
 
 
+def check_tiling(tile_size: object, overlap: object) -> None:
+    """Refuse a ``tile_size`` / ``overlap`` a tiled forward cannot use, naming the argument.
+
+    ``tile_size``: None (whole image) or an int >= :data:`MIN_TILE`; ``overlap``: None (exact
+    halos) or an int >= 0.
+
+    Raises:
+        TypeError: not an int (a string such as ``"64"``, a float, a bool) nor None.
+        ValueError: an int below the minimum.
+    """
+    if tile_size is not None:
+        if isinstance(tile_size, bool) or not isinstance(tile_size, int):
+            raise TypeError(f"tile_size must be an int >= {MIN_TILE} (the output tile side in pixels) or None "
+                            f"(whole image); got {tile_size!r} ({type(tile_size).__name__})")
+        if tile_size < MIN_TILE:
+            raise ValueError(f"tile_size must be at least {MIN_TILE}, got {tile_size}")
+    if overlap is not None:
+        if isinstance(overlap, bool) or not isinstance(overlap, int):
+            raise TypeError(f"overlap must be an int >= 0 (halo pixels, inexact) or None (exact halos); got "
+                            f"{overlap!r} ({type(overlap).__name__})")
+        if overlap < 0:
+            raise ValueError(f"overlap must be >= 0 or None (exact), got {overlap}")
+
+
 class TiledRun:
     """One tiled forward of ``model`` over ``image``; see the module docstring.
 
@@ -132,10 +156,7 @@ class TiledRun:
         recompute: bool,
         progress: Progress | None = None,
     ) -> None:
-        if tile_size < MIN_TILE:
-            raise ValueError(f"tile_size must be at least {MIN_TILE}, got {tile_size}")
-        if overlap is not None and overlap < 0:
-            raise ValueError(f"overlap must be >= 0 or None (exact), got {overlap}")
+        check_tiling(tile_size, overlap)
         self.model, self.image = model, image
         self.size = model.config.size
         self.tile = min(tile_size, self.size)

@@ -55,12 +55,10 @@ def check_frames(images: torch.Tensor, name: str) -> None:
     uint8 is refused here: whole photos are read in place, chunk by chunk, never as a converted copy.
     """
     check_shape(images, ["B", "3", "H", "W"], name, "RGB float in [0, 1] (split off alpha first)")
-    if images.dtype == torch.uint8:
-        raise TypeError(f"{name} must be float in [0, 1] here; got torch.uint8 (pass images.float() / 255)")
     if images.shape[0] == 0:
-        check_image(images, name)  # raises: empty
+        check_image(images, name, accepts_uint8=False)  # raises: empty
     for start in range(0, images.shape[0], CHECK_FRAMES):  # finite, in [0, 1]: the one rule (checks.py)
-        check_image(images[start : start + CHECK_FRAMES], name)
+        check_image(images[start : start + CHECK_FRAMES], name, accepts_uint8=False)
 
 
 # --------------------------------------------------------------------------------- 1. detect and align

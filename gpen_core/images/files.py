@@ -30,13 +30,22 @@ Reading (:func:`read_image`, :func:`read_frames`):
   frame and :func:`read_image` refuses them unless a ``frame`` is given. Extra pictures of
   other formats (the preview of an MPO "JPEG", PSD layers, ICO sizes) are not frames: those
   files read as their main picture.
+* Bounded: only regular files are opened (a FIFO, a device, a dangling link or a link loop is
+  refused with the reason, see :mod:`.regular`); a frame larger than :data:`MAX_PIXELS` (an
+  option of every reader, ``max_pixels``) is refused from its header, before anything is
+  decoded; a file with more than :data:`MAX_FRAMES` frames (``max_frames``) likewise.
 
 Writing (:func:`write_image`) is 8-bit, format by suffix, through a temporary file renamed into
 place, so that a failed write (full disk) never leaves a truncated output behind.
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +53,7 @@ import torch
 from PIL import Image, ImageOps
 
 from ..checks import FLOAT_RANGE_TOLERANCE
+from .regular import NotRegularFileError, open_regular
 
 IMAGE_SUFFIXES = (
     ".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".avif", ".bmp", ".dib", ".gif", ".tif",
@@ -59,6 +69,25 @@ PIXEL_MODES = {"1": "L", "L": "L", "LA": "LA", "RGB": "RGB", "RGBA": "RGBA"}
 
 CONVERTED_MODES = {"La": "LA", "PA": "RGBA", "RGBa": "RGBA", "RGBX": "RGB", "CMYK": "RGB", "YCbCr": "RGB",
                    "LAB": "RGB", "HSV": "RGB"}
+
+
+MAX_PIXELS = 100_000_000
+"""The largest frame read, in pixels (width x height): 100 megapixels (e.g. 12000 x 8333).
+
+Checked from the file's header before anything is decoded, for every frame of an animation,
+so a small file declaring a huge picture (a 420 KB PNG of 12000 x 12000) costs nothing. A
+frame at the limit takes about 1.2 GB as float32 RGB while it is read (and twice that while
+its orientation is applied); raise the limit with ``max_pixels=`` (command line:
+``--max-pixels``) on a machine with the memory. Pillow's own bomb check is raised to this
+limit for our reads (never lowered)."""
+
+MAX_FRAMES = 10_000
+"""The most frames read from one animation / multi-page file (the count comes from the header:
+an APNG header can declare two billion frames in a 100-byte file); ``max_frames=`` raises it
+(command line: ``--max-frames``)."""
+
+BYTES_PER_PIXEL_READ = 12
+"""Float32 RGB bytes per pixel of a read frame: the memory hint of the too-large message."""
 
 
 class ImageReadError(ValueError):
@@ -140,19 +169,63 @@ def image_to_tensor(img: Image.Image, name: str = "image", declared: str | None 
     return torch.from_numpy(np.ascontiguousarray(scaled, dtype=np.float32)).permute(2, 0, 1).contiguous()
 
 
-def _open(path: Path) -> Image.Image:
+_PILLOW_LIMIT_LOCK = threading.Lock()
+"""Held while Pillow's global bomb limit is raised for one of our reads (reads are serialised)."""
+
+
+@contextmanager
+def _pillow_limit(max_pixels: int) -> Iterator[None]:
+    """Pillow's own decompression-bomb limit raised to ``max_pixels`` (never lowered) while we read;
+    its warning is silenced: :func:`check_pixels` refuses frames over ``max_pixels`` itself."""
+    with _PILLOW_LIMIT_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        saved = Image.MAX_IMAGE_PIXELS
+        if saved is not None:
+            Image.MAX_IMAGE_PIXELS = max(saved, max_pixels)
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _too_large(path: Path, what: str, max_pixels: int) -> ImageReadError:
+    return ImageReadError(
+        f"{path}: {what}, over the limit of {max_pixels / 1e6:g} megapixels: not decoded; shrink the image, or raise "
+        f"the limit (max_pixels, command line --max-pixels) on a machine with about {BYTES_PER_PIXEL_READ} bytes of "
+        "memory per pixel"
+    )
+
+
+def check_pixels(img: Image.Image, path: Path, max_pixels: int, frame: int | None = None) -> None:
+    """Refuse the current frame of ``img`` (header read, nothing decoded) if it has more than ``max_pixels``."""
+    width, height = img.size
+    if width * height > max_pixels:
+        where = "" if frame is None else f"frame {frame} (counted from 0): "
+        raise _too_large(path, f"{where}{width}x{height} pixels ({width * height / 1e6:.1f} megapixels)", max_pixels)
+
+
+@contextmanager
+def _opened(path: Path, max_pixels: int) -> Iterator[Image.Image]:
+    """``path`` opened by Pillow (the header read, nothing decoded): a regular file whose first frame
+    is within ``max_pixels``; Pillow's limit raised to ours until the block ends."""
     try:
-        return Image.open(path)
-    except FileNotFoundError as err:
-        raise ImageReadError(f"{path}: no such file") from err
-    except IsADirectoryError as err:
-        raise ImageReadError(f"{path}: is a folder, not an image") from err
-    except Image.UnidentifiedImageError as err:
-        raise ImageReadError(f"{path}: not an image Pillow can read (unknown or corrupt format)") from err
-    except Image.DecompressionBombError as err:
-        raise ImageReadError(f"{path}: {err}") from err
+        source = open_regular(path)
+    except NotRegularFileError as err:
+        raise ImageReadError(str(err).replace(": is a folder, not a file", ": is a folder, not an image")) from err
     except OSError as err:
         raise ImageReadError(f"{path}: cannot open ({err.strerror or err})") from err
+    with source, _pillow_limit(max_pixels):
+        try:
+            img = Image.open(source)
+        except Image.UnidentifiedImageError as err:
+            raise ImageReadError(f"{path}: not an image Pillow can read (unknown or corrupt format)") from err
+        except Image.DecompressionBombError as err:
+            raise _too_large(path, f"Pillow's check: {err}", max_pixels) from err
+        except OSError as err:
+            raise ImageReadError(f"{path}: cannot open ({err.strerror or err})") from err
+        with img:
+            check_pixels(img, path, max_pixels)
+            yield img
 
 
 def is_sequence(img: Image.Image) -> bool:
@@ -160,18 +233,33 @@ def is_sequence(img: Image.Image) -> bool:
     return img.format in SEQUENCE_FORMATS and getattr(img, "n_frames", 1) > 1
 
 
-def frame_count(path: str | Path) -> int:
+def _frames(img: Image.Image, path: Path) -> int:
+    """Frames of an opened image (:func:`frame_count`)."""
+    try:
+        return int(getattr(img, "n_frames", 1)) if is_sequence(img) else 1
+    except Exception as err:  # Pillow walks the frames for GIF: a truncated file fails here
+        raise ImageReadError(f"{path}: cannot count its frames, truncated or corrupt ({err})") from err
+
+
+def frame_count(path: str | Path, *, max_pixels: int = MAX_PIXELS, max_frames: int = MAX_FRAMES) -> int:
     """Frames of an animation / multi-page file (see the module docstring), 1 for other images.
 
+    Only the header is read; it is checked against the limits, so that a batch can refuse the
+    file while planning, before anything is decoded.
+
     Raises:
-        ImageReadError: the file cannot be opened as an image (header only is read).
+        ImageReadError: not a regular file, not an image, a first frame over ``max_pixels``, or
+            more than ``max_frames`` frames.
     """
     path = Path(path)
-    with _open(path) as img:
-        try:
-            return int(getattr(img, "n_frames", 1)) if is_sequence(img) else 1
-        except Exception as err:  # Pillow walks the frames for GIF: a truncated file fails here
-            raise ImageReadError(f"{path}: cannot count its frames, truncated or corrupt ({err})") from err
+    with _opened(path, max_pixels) as img:
+        frames = _frames(img, path)
+    if frames > max_frames:
+        raise ImageReadError(
+            f"{path}: {frames} frames, more than the limit of {max_frames}; split the file, or raise the limit "
+            "(max_frames, command line --max-frames)"
+        )
+    return frames
 
 
 def _decode(img: Image.Image, name: str) -> torch.Tensor:
@@ -186,21 +274,23 @@ def _decode(img: Image.Image, name: str) -> torch.Tensor:
     return image_to_tensor(upright, name, declared)
 
 
-def read_image(path: str | Path, frame: int | None = None) -> torch.Tensor:
+def read_image(path: str | Path, frame: int | None = None, *, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
     """``(C, H, W)`` float32 in [0, 1], upright; C is 1 (grey), 2 (grey+alpha), 3 (RGB) or 4 (RGBA).
 
     Args:
-        path: an image file.
+        path: an image file (a regular file: FIFOs, devices and broken links are refused).
         frame: which frame of an animation / multi-page file (0-based); required for those
             (see :func:`read_frames`), ignored for single images.
+        max_pixels: the largest frame decoded (:data:`MAX_PIXELS`), checked from the header.
 
     Raises:
-        ImageReadError: unreadable, truncated, values without a known range, a multi-frame file
-            without ``frame``, or ``frame`` out of range; the message names the file.
+        ImageReadError: not a regular file, unreadable, truncated, values without a known range,
+            a frame over ``max_pixels``, a multi-frame file without ``frame``, or ``frame`` out of
+            range; the message names the file.
     """
     path = Path(path)
-    with _open(path) as img:
-        frames = int(getattr(img, "n_frames", 1)) if is_sequence(img) else 1
+    with _opened(path, max_pixels) as img:
+        frames = _frames(img, path)
         if frames > 1:
             if frame is None:
                 raise ImageReadError(
@@ -210,21 +300,25 @@ def read_image(path: str | Path, frame: int | None = None) -> torch.Tensor:
                 raise ImageReadError(f"{path}: frame {frame} asked for, the file has {frames} (0..{frames - 1})")
             try:
                 img.seek(frame)
+            except Image.DecompressionBombError as err:
+                raise _too_large(path, f"frame {frame}: Pillow's check: {err}", max_pixels) from err
             except Exception as err:
                 raise ImageReadError(f"{path}: cannot reach frame {frame}, truncated or corrupt ({err})") from err
+            check_pixels(img, path, max_pixels, frame)  # pages of a TIFF have sizes of their own
         return _decode(img, str(path))
 
 
-def read_frames(path: str | Path) -> list[torch.Tensor]:
+def read_frames(path: str | Path, *, max_pixels: int = MAX_PIXELS, max_frames: int = MAX_FRAMES) -> list[torch.Tensor]:
     """Every frame of an image file (one for single images), each as in :func:`read_image`.
 
     Frames are what Pillow composes (GIF frames with their disposal applied), in file order;
-    their channel counts may differ (an opaque first GIF frame, transparent later ones).
+    their channel counts may differ (an opaque first GIF frame, transparent later ones). The
+    limits are :func:`frame_count`'s and :func:`read_image`'s.
     """
-    count = frame_count(path)
+    count = frame_count(path, max_pixels=max_pixels, max_frames=max_frames)
     if count == 1:
-        return [read_image(path)]
-    return [read_image(path, frame=i) for i in range(count)]
+        return [read_image(path, max_pixels=max_pixels)]
+    return [read_image(path, frame=i, max_pixels=max_pixels) for i in range(count)]
 
 
 def frame_output_name(stem: str, frame: int | None, suffix: str = "") -> str:
@@ -233,11 +327,44 @@ def frame_output_name(stem: str, frame: int | None, suffix: str = "") -> str:
     return f"{stem}{suffix}.png" if frame is None else f"{stem}_f{frame + 1:04d}{suffix}.png"
 
 
+DEFAULT_NAME_MAX = 255
+"""Bytes in a file name when the file system does not say (``os.pathconf`` is missing or fails)."""
+
+
+def name_max(folder: str | Path) -> int:
+    """The longest file name (bytes) the file system of ``folder`` accepts: ``PC_NAME_MAX`` of the
+    folder, or of its nearest existing parent when it is not created yet; else :data:`DEFAULT_NAME_MAX`."""
+    existing = Path(folder).absolute()
+    while not existing.is_dir() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        limit = int(os.pathconf(existing, "PC_NAME_MAX"))
+    except (AttributeError, ValueError, OSError):
+        return DEFAULT_NAME_MAX
+    return limit if limit > 0 else DEFAULT_NAME_MAX  # -1: the file system states no limit
+
+
+def name_bytes(name: str) -> int:
+    """Length of a file name as the file system counts it (bytes of its encoded form)."""
+    return len(os.fsencode(name))
+
+
+def partial_path(path: Path) -> Path:
+    """The temporary file :func:`write_image` writes before renaming: ``.<name>.partial`` next to
+    ``path``, or ``.<hash of the name>.partial`` when that would be too long a name (an output
+    name that is itself within the limit never fails for its temporary name)."""
+    partial = f".{path.name}.partial"
+    if name_bytes(partial) > name_max(path.parent):
+        partial = f".{hashlib.sha256(os.fsencode(path.name)).hexdigest()[:32]}.partial"
+    return path.with_name(partial)
+
+
 def write_image(path: str | Path, image: torch.Tensor) -> None:
     """Write ``(C, H, W)`` float in [0, 1] (C in 1..4) as 8-bit; the suffix picks the format.
 
-    The bytes go to a temporary file in the same folder that is then renamed to ``path``: a
-    failed write (full disk, no permission) raises ``OSError`` and leaves no partial file.
+    The bytes go to a temporary file in the same folder (:func:`partial_path`) that is then
+    renamed to ``path``: a failed write (full disk, no permission) raises ``OSError`` and leaves
+    no partial file.
     JPEG has no alpha: alpha is dropped for ``.jpg``/``.jpeg``.
     """
     array = (image.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
@@ -249,7 +376,7 @@ def write_image(path: str | Path, image: torch.Tensor) -> None:
         raise ValueError(f"{path}: unknown image suffix {path.suffix!r}; use .png, .jpg, .webp ...")
     if image_format == "JPEG" and array.ndim == 3 and array.shape[2] in (2, 4):
         array = array[:, :, :-1] if array.shape[2] == 4 else array[:, :, 0]  # JPEG has no alpha
-    partial = path.with_name(f".{path.name}.partial")
+    partial = partial_path(path)
     try:
         Image.fromarray(array).save(partial, format=image_format)
         os.replace(partial, path)

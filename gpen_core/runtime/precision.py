@@ -17,10 +17,20 @@ class NonFiniteOutputError(FloatingPointError):
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None`` or ``"auto"``: the current CUDA device when there is one, else the CPU."""
+    """``None`` or ``"auto"``: the current CUDA device when there is one, else the CPU.
+
+    Raises:
+        ValueError: the ``meta`` device (it holds shapes, no values: weights moved there are lost).
+        RuntimeError: CUDA asked for where PyTorch sees none.
+    """
     if device is None or str(device) == "auto":
         return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
     device = torch.device(device)
+    if device.type == "meta":
+        raise ValueError(
+            f"device {device}: the meta device holds shapes but no values, so the weights would be lost and every "
+            "output empty; use cpu, cuda, cuda:1 ... or auto"
+        )
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {device} was asked for, but this PyTorch build sees no CUDA device")
     return device

@@ -17,7 +17,7 @@ def check_device(name: str, option: str = "--device") -> torch.device:
     """``--device`` as a torch device that exists here."""
     try:
         device = resolve_device(name)
-    except RuntimeError as err:
+    except (RuntimeError, ValueError) as err:  # ValueError: the meta device
         raise UsageError(f"{option} {name}: {str(err).splitlines()[0]}") from err
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise UsageError(f"{option} {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")

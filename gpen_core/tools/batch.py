@@ -1,23 +1,33 @@
 """Batch planning for the command line: inputs, output names, the output folder, failures.
 
 Everything here runs before any model is loaded, so that a wrong path or option costs nothing:
-:func:`collect_inputs` (files and folders), :func:`plan_jobs` (one job per image or per frame),
-:func:`select_jobs` (existing outputs: refuse, skip or overwrite; never an input file) and
-:class:`OutputFolder` (created and probed for writing; removed again when a run writes nothing).
+:func:`collect_inputs` (files and folders), :func:`plan_jobs` (one job per image or per frame,
+each with all its outputs: the image and, with ``--save-mask``, the mask; file headers checked
+against the limits; names checked against the file system's limit), :func:`select_jobs`
+(existing outputs: refuse, skip or overwrite; never an input file; never two writes to one name)
+and :class:`OutputFolder` (created and probed for writing; removed again when a run writes nothing).
 """
 from __future__ import annotations
 
 import errno
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..images.files import (
     IMAGE_SUFFIXES,
+    MAX_FRAMES,
+    MAX_PIXELS,
     ImageReadError,
     frame_count,
     frame_output_name,
+    name_bytes,
+    name_max,
 )
+
+MASK_SUFFIX = "_mask"
+"""``--save-mask`` writes the paste mask of ``<name>.png`` as ``<name>_mask.png``."""
 
 
 class UsageError(ValueError):
@@ -26,16 +36,36 @@ class UsageError(ValueError):
 
 @dataclass(frozen=True)
 class Job:
-    """One output image: ``frame`` of ``source`` (None: a single-frame file) written to ``target``."""
+    """One output image: ``frame`` of ``source`` (None: a single-frame file) written to ``target``,
+    and its paste mask to ``mask`` (``--save-mask``; None: no mask)."""
 
     source: Path
     frame: int | None
     target: Path
+    mask: Path | None = None
 
     @property
-    def mask_target(self) -> Path:
-        """Where ``--save-mask`` writes the paste mask: ``<target stem>_mask.png``."""
-        return self.target.with_name(f"{self.target.stem}_mask.png")
+    def outputs(self) -> tuple[Path, ...]:
+        """Every file the job writes: ``target``, then ``mask`` when there is one."""
+        return (self.target,) if self.mask is None else (self.target, self.mask)
+
+    def describe(self, output: Path) -> str:
+        """``output`` (one of :attr:`outputs`) as the source it comes from, e.g. ``a.png (its mask)``."""
+        frame = "" if self.frame is None else f" frame {self.frame + 1}"
+        return f"{self.source}{frame}" + (" (its mask)" if output == self.mask else "")
+
+
+def mask_path(target: Path) -> Path:
+    """Where ``--save-mask`` writes the mask of the output ``target``: ``<stem>_mask.png`` beside it."""
+    return target.with_name(f"{target.stem}{MASK_SUFFIX}.png")
+
+
+def _identity(path: Path) -> Path:
+    """``path`` with its links resolved, to compare files; a link loop compares as itself."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symbolic link loop (Python < 3.13)
+        return path.absolute()
 
 
 @dataclass
@@ -60,8 +90,10 @@ def collect_inputs(paths: list[str]) -> tuple[list[Path], list[Path]]:
     """Image files named or found in folders (not recursive), and the folder entries ignored.
 
     Files named directly are taken whatever their suffix (an unreadable one fails later, by name);
-    in folders, files with a suffix of :data:`IMAGE_SUFFIXES` are taken and other non-hidden
-    files are returned as ignored, so that the caller can list them.
+    in folders, entries with a suffix of :data:`IMAGE_SUFFIXES` are taken and other non-hidden
+    entries are returned as ignored, so that the caller can list them. Sub-folders are not read.
+    Entries that are not regular files (a FIFO, a device, a dangling link, a link loop) are taken
+    like the others: :func:`plan_jobs` lists each as failed with its reason, never opening it.
 
     Raises:
         UsageError: an input does not exist, or nothing to read was found.
@@ -72,11 +104,13 @@ def collect_inputs(paths: list[str]) -> tuple[list[Path], list[Path]]:
         path = Path(name)
         if path.is_dir():
             for entry in sorted(path.iterdir()):
-                if entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES:
+                if entry.is_dir():
+                    continue
+                if entry.suffix.lower() in IMAGE_SUFFIXES:
                     files.append(entry)
-                elif entry.is_file() and not entry.name.startswith("."):
+                elif not entry.name.startswith("."):
                     ignored.append(entry)
-        elif path.exists():
+        elif os.path.lexists(path):  # a named broken link is listed as failed, with its reason
             files.append(path)
         else:
             raise UsageError(f"input not found: {path}")
@@ -84,62 +118,116 @@ def collect_inputs(paths: list[str]) -> tuple[list[Path], list[Path]]:
         raise UsageError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(paths)}")
     unique: dict[Path, Path] = {}
     for f in files:  # the same file named twice (or via a folder) is read once
-        unique.setdefault(f.resolve(), f)
+        unique.setdefault(_identity(f), f)
     return list(unique.values()), ignored
 
 
-def plan_jobs(files: list[Path], out_dir: Path, suffix: str, failures: Failures) -> list[Job]:
+OutputNames = list[tuple[int | None, str, str | None]]
+"""``(frame, image name, mask name)`` of each output of one source (frame None: a single image)."""
+
+
+def _output_names(source: Path, frames: int, suffix: str, save_mask: bool) -> OutputNames:
+    """The output file names of ``source`` (mask None without ``save_mask``)."""
+    names: OutputNames = []
+    for frame in [None] if frames == 1 else range(frames):
+        image = frame_output_name(source.stem, frame, suffix)
+        names.append((frame, image, mask_path(Path(image)).name if save_mask else None))
+    return names
+
+
+def _too_long(names: OutputNames, limit: int) -> str | None:
+    """The first of ``names`` longer than ``limit`` bytes, or None."""
+    for _, image, mask in names:
+        for name in (image, mask):
+            if name is not None and name_bytes(name) > limit:
+                return name
+    return None
+
+
+def plan_jobs(files: list[Path], out_dir: Path, suffix: str, failures: Failures, *, save_mask: bool = False,
+              max_pixels: int = MAX_PIXELS, max_frames: int = MAX_FRAMES) -> list[Job]:
     """One :class:`Job` per image, one per frame of animations / multi-page files.
 
-    Frame counts come from the file headers (Pillow walks GIF frames); a file that cannot be
-    opened is recorded in ``failures`` and gets no job.
+    Frame counts come from the file headers (Pillow walks GIF frames), checked against
+    ``max_pixels`` and ``max_frames`` (:func:`gpen_core.images.files.frame_count`); a file that is
+    not a regular image file within them, or whose output name would be longer than the file
+    system of ``out_dir`` accepts (``PC_NAME_MAX``), is recorded in ``failures`` and gets no job.
+
+    Args:
+        save_mask: each job also writes its paste mask (:func:`mask_path` of its target).
+
+    Raises:
+        UsageError: ``suffix`` alone makes every output name too long.
     """
+    limit = name_max(out_dir)
+    shortest = _output_names(Path("x.png"), 1, suffix, save_mask)
+    if _too_long(shortest, limit) is not None:
+        longest = max(name_bytes(n) for _, image, mask in shortest for n in (image, mask) if n is not None)
+        raise UsageError(
+            f"--suffix {suffix[:24]!r}... is {name_bytes(suffix)} bytes: even a one-letter input would get a "
+            f"{longest}-byte output name, over the limit of {limit} bytes of the file system of {out_dir}; "
+            "use a shorter --suffix"
+        )
     jobs = []
     for source in files:
         try:
-            frames = frame_count(source)
+            frames = frame_count(source, max_pixels=max_pixels, max_frames=max_frames)
         except ImageReadError as err:
             failures.add(source, str(err).removeprefix(f"{source}: "))
             continue
-        if frames == 1:
-            jobs.append(Job(source, None, out_dir / frame_output_name(source.stem, None, suffix)))
-        else:
-            jobs += [Job(source, i, out_dir / frame_output_name(source.stem, i, suffix)) for i in range(frames)]
+        names = _output_names(source, frames, suffix, save_mask)
+        too_long = _too_long(names, limit)
+        if too_long is not None:
+            failures.add(source, f"its output name {too_long[:24]}...{too_long[-20:]} would be {name_bytes(too_long)} "
+                                 f"bytes, over the limit of {limit} bytes of the file system of {out_dir}; rename the "
+                                 "file (or use a shorter --suffix)")
+            continue
+        for frame, image, mask in names:
+            jobs.append(Job(source, frame, out_dir / image, None if mask is None else out_dir / mask))
     return jobs
 
 
 def select_jobs(jobs: list[Job], inputs: list[Path], *, force: bool, skip_existing: bool) -> tuple[list[Job], int]:
-    """The jobs to run, and how many were skipped because their output exists.
+    """The jobs to run, and how many were skipped because all their outputs exist.
+
+    Every output of a job (its image and its mask) is checked alike. With ``skip_existing`` a job
+    is skipped only when all its outputs exist (a job missing its mask runs again in full).
 
     Raises:
-        UsageError: two jobs write the same file; an output would replace an input file (never
-            allowed, even with ``force``); or outputs exist without ``force`` / ``skip_existing``.
+        UsageError: two outputs are one file; an output would replace an input file (never
+            allowed, even with ``force``); an output name is a folder; or outputs exist without
+            ``force`` / ``skip_existing``.
     """
-    seen: dict[Path, Job] = {}
+    seen: dict[Path, tuple[Job, Path]] = {}
     for job in jobs:
-        key = job.target.resolve()
-        if key in seen:
-            other = seen[key]
+        for output in job.outputs:
+            key = _identity(output)
+            if key in seen:
+                other, other_output = seen[key]
+                raise UsageError(
+                    f"{other.describe(other_output)} and {job.describe(output)} would both be written to {output}; "
+                    "enhance them into different output folders, or rename one"
+                )
+            seen[key] = (job, output)
+    sources = {_identity(p) for p in inputs}
+    for key, (_, output) in seen.items():
+        if key in sources:
             raise UsageError(
-                f"{other.source} and {job.source} would both be written to {job.target}; "
-                "enhance them into different output folders, or rename one"
-            )
-        seen[key] = job
-    sources = {p.resolve() for p in inputs}
-    for job in jobs:
-        if job.target.resolve() in sources:
-            raise UsageError(
-                f"the output {job.target} would replace the input file {job.target}; choose another output folder "
+                f"the output {output} would replace the input file {output}; choose another output folder "
                 "(-o) or a --suffix (inputs are never overwritten, even with --force)"
             )
-    existing = [job for job in jobs if job.target.exists()]
+        if output.is_dir():
+            raise UsageError(f"the output {output} is a folder; move it away or choose another output folder (-o)")
+    outputs = [output for job in jobs for output in job.outputs]
+    existing = [output for output in outputs if os.path.lexists(output)]
     if existing and not force and not skip_existing:
         raise UsageError(
-            f"{len(existing)} of {len(jobs)} output file(s) exist, e.g. {existing[0].target}; use --skip-existing "
+            f"{len(existing)} of {len(outputs)} output file(s) exist, e.g. {existing[0]}; use --skip-existing "
             "to finish only the missing ones, or --force to overwrite them"
         )
     if skip_existing:
-        return [job for job in jobs if not job.target.exists()], len(existing)
+        missing = [job for job in jobs if not all(os.path.lexists(output) for output in job.outputs)]
+        return missing, len(jobs) - len(missing)
     return jobs, 0
 
 

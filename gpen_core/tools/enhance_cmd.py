@@ -15,12 +15,14 @@ from pathlib import Path
 from ..arch.config import INPUT_RANGES
 from ..arch.graphs import COMPILE_MODES
 from ..arch.tiled import MIN_TILE
+from ..checks import check_range
 from ..face.detection.loader import DETECTOR_NAMES
 from ..face.detection.selection import FACE_ORDERS, ORDER_ALIASES, FaceSelection
 from ..face.finish import COLOR_SPACES
 from ..face.masks import MASK_MODE_NAMES, MASK_MODES
 from ..face.options import DetectOptions, PasteOptions, RestoreOptions, TrackOptions
 from ..face.stats import RestoreStats
+from ..images.files import BYTES_PER_PIXEL_READ, MAX_FRAMES, MAX_PIXELS
 from ..run_options import AUTO_TILE, EXACT_OVERLAP, RunOptions
 from ..runtime.precision import PRECISIONS
 from .arguments import check_checkpoint_path, check_device
@@ -99,8 +101,10 @@ def enhance_settings(args: argparse.Namespace) -> JobSettings:
         detect = DetectOptions(args.score_threshold or 0.0, selection)
     except ValueError as error:
         raise _flagged(error) from None
+    check_range(args.max_pixels, 1, None, "--max-pixels", integer=True)
+    check_range(args.max_frames, 1, None, "--max-frames", integer=True)
     restore = RestoreOptions(detect=detect, track=track, paste=paste, run=run)
-    return JobSettings(restore, aligned=args.aligned, keep_size=args.keep_size, save_mask=bool(args.save_mask))
+    return JobSettings(restore, aligned=args.aligned, keep_size=args.keep_size, max_pixels=args.max_pixels)
 
 
 def runtime_spec(args: argparse.Namespace, model_path: Path) -> RuntimeSpec:
@@ -120,7 +124,8 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     files, ignored = collect_inputs(args.inputs)
     out_dir = Path(args.output)
     failures = Failures()
-    jobs = plan_jobs(files, out_dir, args.suffix, failures)
+    jobs = plan_jobs(files, out_dir, args.suffix, failures, save_mask=bool(args.save_mask),
+                     max_pixels=args.max_pixels, max_frames=args.max_frames)
     jobs, skipped = select_jobs(jobs, files, force=args.force, skip_existing=args.skip_existing)
     if ignored:
         names = ", ".join(p.name for p in ignored[:8]) + (" ..." if len(ignored) > 8 else "")
@@ -241,6 +246,12 @@ def add_enhance_parser(sub: argparse._SubParsersAction, common: argparse.Argumen
                    help=f"{EXACT_OVERLAP} (default): exact halos; N >= 0: cut halos (needs tiles or --recompute)")
     p.add_argument("--recompute", action="store_true", help="recompute encoder features to save memory")
     p.add_argument("--suffix", default="", help="appended to output file stems, e.g. _gpen")
+    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                   help=f"largest frame read, in pixels (default {MAX_PIXELS:,}); larger files are listed as failed "
+                        f"before anything is decoded; a frame takes about {BYTES_PER_PIXEL_READ} bytes of memory "
+                        "per pixel")
+    p.add_argument("--max-frames", type=int, default=MAX_FRAMES,
+                   help=f"most frames read from one animation / multi-page file (default {MAX_FRAMES:,})")
     existing = p.add_mutually_exclusive_group()
     existing.add_argument("--force", action="store_true", help="overwrite existing outputs (never an input file)")
     existing.add_argument("--skip-existing", action="store_true",

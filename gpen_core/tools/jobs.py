@@ -20,7 +20,7 @@ from ..face.masks import mask_mode
 from ..face.options import RestoreOptions
 from ..face.pipeline import FaceNetworks
 from ..face.stats import RestoreStats
-from ..images.files import ImageReadError
+from ..images.files import MAX_PIXELS, ImageReadError
 from ..run_options import RunOptions
 from ..runtime.report import ProcessPeak
 from .batch import Job, is_disk_full
@@ -108,13 +108,16 @@ class JobSettings:
         restore: detection, tracking, paste and run options of whole photos (ignored for aligned crops).
         aligned: the inputs are aligned face crops: GPEN alone (``restore.run`` sets tiles and overlap).
         keep_size: aligned crops: write at the input size, not the model size.
-        save_mask: whole photos: also write the paste mask (the job's ``mask_target``).
+        max_pixels: the largest frame read (:data:`gpen_core.images.files.MAX_PIXELS`), checked from the
+            file's header before decoding.
+
+    Whole photos also write their paste mask when the job plans one (``--save-mask``: ``job.mask``).
     """
 
     restore: RestoreOptions = field(default_factory=RestoreOptions)
     aligned: bool = False
     keep_size: bool = False
-    save_mask: bool = False
+    max_pixels: int = MAX_PIXELS
 
     @property
     def run(self) -> RunOptions:
@@ -177,7 +180,7 @@ def run_job(job: Job, settings: JobSettings, runtime: Runtime, *, progress: Prog
     io_seconds = 0.0
     try:
         started = time.perf_counter()
-        image = read_image(job.source, frame=job.frame)
+        image = read_image(job.source, frame=job.frame, max_pixels=settings.max_pixels)
         io_seconds += time.perf_counter() - started
         with torch.inference_mode():
             if runtime.networks is None:
@@ -198,9 +201,9 @@ def run_job(job: Job, settings: JobSettings, runtime: Runtime, *, progress: Prog
         started = time.perf_counter()
         write_image(job.target, out)
         result.written.append(str(job.target))
-        if settings.save_mask and mask is not None:
-            write_image(job.mask_target, mask[None].expand(3, -1, -1))
-            result.written.append(str(job.mask_target))
+        if job.mask is not None and mask is not None:  # planned and checked with the job's other output
+            write_image(job.mask, mask[None].expand(3, -1, -1))
+            result.written.append(str(job.mask))
         io_seconds += time.perf_counter() - started
     except (KeyboardInterrupt, SystemExit):
         raise

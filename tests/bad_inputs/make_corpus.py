@@ -1,14 +1,16 @@
-"""The bad-input corpus of issue 8, written at test time (nothing binary is stored in the repository).
+"""The bad-input corpus of issues 8 and 16, written at test time (nothing binary is stored in the repository).
 
 Run by hand to look at the files: ``python tests/bad_inputs/make_corpus.py DIR``; the tests call
-:func:`make_image_files` and :func:`make_checkpoint_files` on a temporary folder. Each name here has a
-row in the README's Troubleshooting table (a test checks that).
+:func:`make_image_files`, :func:`make_bounded_files` and :func:`make_checkpoint_files` on a temporary
+folder. Each name here has a row in the README's Troubleshooting table (a test checks that).
 """
 from __future__ import annotations
 
 import os
 import pickle
+import struct
 import sys
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -78,6 +80,61 @@ IMAGE_FILES: dict[str, Callable[[Path], None]] = {
 others fail by name while the rest of the folder is processed."""
 
 
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _png_of_zeros(width: int, height: int) -> Callable[[Path], None]:
+    """A black RGB PNG, compressed row by row: its pixels never exist in memory (432 MB at 12000 x 12000)."""
+
+    def make(path: Path) -> None:
+        compress = zlib.compressobj(6)
+        row = bytes(1 + 3 * width)  # filter byte 0, then black RGB
+        data = b"".join(compress.compress(row) for _ in range(height)) + compress.flush()
+        header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", data) + _chunk(b"IEND", b""))
+
+    return make
+
+
+def _apng_declaring(frames: int) -> Callable[[Path], None]:
+    """A two-frame APNG whose header (acTL) declares ``frames`` frames."""
+
+    def make(path: Path) -> None:
+        images = [Image.fromarray(_noise(seed=i)) for i in range(2)]
+        images[0].save(path, save_all=True, append_images=images[1:])
+        data = path.read_bytes()
+        at = data.index(b"acTL") - 4
+        path.write_bytes(data[:at] + _chunk(b"acTL", struct.pack(">II", frames, 0)) + data[at + 20:])
+
+    return make
+
+
+def _pages(path: Path) -> None:
+    """A TIFF of two pages: 40 x 48 (1920 pixels), then 80 x 96 (7680 pixels)."""
+    pages = [Image.fromarray(_noise()), Image.fromarray(_noise(96, 80, seed=1))]
+    pages[0].save(path, save_all=True, append_images=pages[1:])
+
+
+BOUNDED_FILES: dict[str, Callable[[Path], None]] = {
+    "huge_12000x12000.png": _png_of_zeros(12000, 12000),
+    "frames_2147483647.png": _apng_declaring(2**31 - 1),
+    "pipe.png": lambda p: os.mkfifo(p),
+    "dangling.png": lambda p: p.symlink_to("missing-target.png"),
+    "loop.png": lambda p: p.symlink_to(p.name),
+    "device.png": lambda p: p.symlink_to("/dev/zero"),
+    "pages_small_large.tif": _pages,
+    "x" * 245 + ".png": lambda p: Image.fromarray(_noise()).save(p),
+}
+"""Issue 16: files that are not regular files, or that declare more than the limits (a 420 KB PNG of
+12000 x 12000 pixels, an APNG of 2**31 - 1 frames), and a 249-character name; each is listed as failed
+with its reason (or, the last, written) while the rest of the batch is done. The special files (FIFO,
+links) need a POSIX file system."""
+
+LONG_NAME = "x" * 245 + ".png"
+"""The 249-character input name of :data:`BOUNDED_FILES`."""
+
+
 class RunsCode:
     """Unpickling this runs ``os.system``: the loader must refuse it without running it."""
 
@@ -124,22 +181,30 @@ CHECKPOINT_FILES: dict[str, Callable[[Path, dict[str, torch.Tensor]], None]] = {
 """Checkpoints that are not GPEN weights: each is refused with the file name and the real reason."""
 
 
-def make_image_files(folder: Path) -> dict[str, Path]:
+def _make_files(folder: Path, makers: dict[str, Callable[[Path], None]]) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     made = {}
-    for name, make in IMAGE_FILES.items():
+    for name, make in makers.items():
         made[name] = folder / name
         make(made[name])
     return made
 
 
+def make_image_files(folder: Path) -> dict[str, Path]:
+    return _make_files(folder, IMAGE_FILES)
+
+
+def make_bounded_files(folder: Path) -> dict[str, Path]:
+    return _make_files(folder, BOUNDED_FILES)
+
+
 def make_checkpoint_files(folder: Path, state: dict[str, torch.Tensor]) -> dict[str, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    made = {}
-    for name, make in CHECKPOINT_FILES.items():
-        made[name] = folder / name
-        make(made[name], state)
-    return made
+    return _make_files(folder, {name: _with_state(make, state) for name, make in CHECKPOINT_FILES.items()})
+
+
+def _with_state(make: Callable[[Path, dict[str, torch.Tensor]], None],
+                state: dict[str, torch.Tensor]) -> Callable[[Path], None]:
+    return lambda path: make(path, state)
 
 
 if __name__ == "__main__":
@@ -150,5 +215,6 @@ if __name__ == "__main__":
     import gpen_core as g
 
     make_image_files(root / "images")
+    make_bounded_files(root / "bounded")
     make_checkpoint_files(root / "checkpoints", g.seeded_state_dict(g.GPENConfig(64, 2, 0.125), 7))
     print(f"corpus written to {root}")

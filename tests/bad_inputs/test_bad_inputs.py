@@ -1,19 +1,25 @@
-"""The bad-input corpus of issue 8 through every entry point: the command line, the core API and the
-node logic (callable without ComfyUI). Each case asserts the error text or the documented fallback;
+"""The bad-input corpus of issues 8 and 16 through every entry point: the command line, the core API and
+the node logic (callable without ComfyUI). Each case asserts the error text or the documented fallback;
 the README's Troubleshooting table lists the same cases."""
 from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import re
+import signal
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from bad_inputs.make_corpus import (
+    BOUNDED_FILES,
     CHECKPOINT_FILES,
     IMAGE_FILES,
+    LONG_NAME,
+    make_bounded_files,
     make_checkpoint_files,
     make_image_files,
 )
@@ -255,6 +261,8 @@ class NoFaceDetector:
 @pytest.mark.parametrize("case", sorted(BAD_TENSORS))
 def test_corpus_tensor_core_restore(guarded_model, case):
     make, error, message = BAD_TENSORS[case]
+    if case == "int64 pixels":  # whole-photo restore reads frames in place: float only, never a uint8 hint
+        message = r"must be float in \[0, 1\] here; got torch.int64"
     with pytest.raises(error, match="images " + message):
         restore_faces(FaceNetworks(guarded_model, NoFaceDetector()), make())
 
@@ -354,8 +362,10 @@ def test_overlap_minus_1_is_exact_everywhere(tiny_state, pack, tmp_path, capsys)
 def test_readme_lists_every_case():
     readme = (REPO_ROOT / "README.md").read_text()
     section = readme[readme.index("## Troubleshooting"):]
-    missing = [name for name in [*IMAGE_FILES, *CHECKPOINT_FILES, *BAD_TENSORS] if f"`{name}`" not in section]
+    named = [*IMAGE_FILES, *CHECKPOINT_FILES, *BAD_TENSORS, *(name for name in BOUNDED_FILES if name != LONG_NAME)]
+    missing = [name for name in named if f"`{name}`" not in section]
     assert not missing, f"README Troubleshooting lacks rows for {missing}"
+    assert "a 249-character input name" in section
 
 
 class ScoredFaces:
@@ -428,3 +438,377 @@ def test_score_threshold_0_and_max_faces_0_mean_the_same_everywhere(
                   "--score-threshold", score_threshold, "--max-faces", max_faces)
     written = torch.from_numpy(np.array(Image.open(tmp_path / "out" / "photo.png"))).permute(2, 0, 1).float() / 255
     assert code == 0 and faces_changed(photo, written) == expected
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 16, bounded inputs: special files, sizes declared by headers, names, --save-mask targets,
+# index lists, and the small items; each through the command line and the core
+
+posix_only = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs and symbolic links need a POSIX system")
+
+
+@pytest.fixture()
+def no_hang():
+    """A read that blocks (a FIFO opened for reading) fails the test after 60 s instead of hanging the suite."""
+    if not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def stop(*args):
+        raise AssertionError("a read blocked: a FIFO or device was opened")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+BOUNDED_REASONS = {
+    "huge_12000x12000.png": r"12000x12000 pixels \(144.0 megapixels\), over the limit of 100 megapixels: not decoded; "
+                            r"shrink the image, or raise the limit \(max_pixels, command line --max-pixels\)",
+    "frames_2147483647.png": r"2147483647 frames, more than the limit of 10000; split the file, or raise the limit "
+                             r"\(max_frames, command line --max-frames\)",
+    "pipe.png": r"is a FIFO \(named pipe\), not a regular file; it is not opened",
+    "dangling.png": r"is a dangling symbolic link \(to 'missing-target.png', which does not exist\)",
+    "loop.png": "is a symbolic link loop",
+    "device.png": "is a character device, not a regular file",
+}
+TOO_LONG = "y" * 248 + ".png"
+"""252 characters: with ``--suffix _gpen`` its output name is 257 bytes, over the usual limit of 255."""
+
+
+def test_every_bounded_file_has_an_expectation():
+    assert set(BOUNDED_FILES) == set(BOUNDED_REASONS) | {"pages_small_large.tif", LONG_NAME}
+
+
+@pytest.fixture(scope="module")
+def bounded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bounded")
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("FIFOs and symbolic links need a POSIX system")
+    files = make_bounded_files(root / "in")
+    Image.fromarray(np.full((48, 40, 3), 90, np.uint8)).save(root / "in" / "good.png")
+    Image.fromarray(np.full((48, 40, 3), 90, np.uint8)).save(root / "in" / TOO_LONG)
+    return root, files
+
+
+@posix_only
+def test_bounded_folder_cli_lists_each_file_with_its_reason_and_does_the_rest(bounded, tiny_state, capsys, no_hang):
+    root, files = bounded
+    weights = root / "tiny.pth"
+    torch.save(tiny_state, weights)
+    code, err = cli(capsys, "enhance", root / "in", "--aligned", "--keep-size", "--model", weights, "-o", root / "out",
+                    "--suffix", "_gpen", "--device", "cpu")
+    assert code == 1  # the documented status: some files failed, the others were written
+    assert sorted(p.name for p in (root / "out").iterdir()) == sorted([
+        "good_gpen.png", "pages_small_large_f0001_gpen.png", "pages_small_large_f0002_gpen.png",
+        LONG_NAME.removesuffix(".png") + "_gpen.png",  # 254 characters: within the limit, temporary name too
+    ])
+    assert f"{len(BOUNDED_REASONS) + 1} file(s) failed:" in err
+    for name, reason in BOUNDED_REASONS.items():
+        assert re.search(re.escape(f"  {files[name]}: ") + reason, err), (name, err)
+    assert re.search(re.escape(f"  {root / 'in' / TOO_LONG}: its output name ") + r"y+\.\.\.y+_gpen\.png would be "
+                     r"257 bytes, over the limit of \d+ bytes of the file system of .*; rename the file", err), err
+
+
+@posix_only
+def test_bounded_files_fail_at_planning_before_any_model(bounded, tmp_path, capsys, no_model_load, no_hang):
+    root, files = bounded
+    (tmp_path / "w.pth").write_bytes(b"never read")
+    code, err = cli(capsys, "enhance", *(files[name] for name in BOUNDED_REASONS), "--model", tmp_path / "w.pth",
+                    "-o", tmp_path / "out")
+    assert code == 1 and f"{len(BOUNDED_REASONS)} file(s) failed:" in err  # nothing to run: the model never loads
+    assert not (tmp_path / "out").exists()
+
+
+@posix_only
+@pytest.mark.parametrize("name", sorted(BOUNDED_REASONS))
+def test_bounded_files_core_readers(bounded, name, no_hang):
+    from gpen_core.images.files import frame_count, read_frames
+
+    path = bounded[1][name]
+    for read in (read_image, frame_count, read_frames):
+        reason = BOUNDED_REASONS[name]
+        if read is read_image and name == "frames_2147483647.png":  # one frame is read: the count limits no work
+            reason = "has 2147483647 frames; read them all with read_frames"
+        with pytest.raises(ImageReadError, match=re.escape(f"{path}: ") + reason):
+            read(path)
+
+
+@posix_only
+def test_bounded_limits_are_options(bounded, tiny_state, capsys):
+    """The limits apply to each frame and can be moved: --max-pixels / max_pixels, --max-frames / max_frames."""
+    from gpen_core.images.files import frame_count, read_frames
+
+    root, files = bounded
+    pages = files["pages_small_large.tif"]  # 1920 pixels, then 7680
+    assert read_image(pages, frame=0, max_pixels=2000).shape == (3, 48, 40)
+    with pytest.raises(ImageReadError, match=re.escape(f"{pages}: frame 1 (counted from 0): 80x96 pixels")):
+        read_image(pages, frame=1, max_pixels=2000)
+    with pytest.raises(ImageReadError, match=r"frame 1 \(counted from 0\): 80x96"):
+        read_frames(pages, max_pixels=2000)
+    with pytest.raises(ImageReadError, match=r": 40x48 pixels \(0.0 megapixels\), over the limit of 0.001 megapix"):
+        frame_count(pages, max_pixels=1000)
+    with pytest.raises(ImageReadError, match="2 frames, more than the limit of 1"):
+        frame_count(pages, max_frames=1)
+    weights = root / "tiny.pth"
+    torch.save(tiny_state, weights)
+    code, err = cli(capsys, "enhance", pages, "--aligned", "--model", weights, "-o", root / "pages",
+                    "--max-pixels", 2000)
+    assert code == 1 and sorted(p.name for p in (root / "pages").iterdir()) == ["pages_small_large_f0001.png"]
+    assert f"{pages} (frame 2): frame 1 (counted from 0): 80x96 pixels (0.0 megapixels), over the limit of 0.002" in err
+    code, err = cli(capsys, "enhance", pages, "--aligned", "--model", weights, "-o", root / "one", "--max-frames", 1)
+    assert code == 1 and "2 frames, more than the limit of 1" in err
+    for option in ("--max-pixels", "--max-frames"):
+        code, err = cli(capsys, "enhance", pages, "--aligned", "--model", weights, "-o", root / "x", option, 0)
+        assert code == 2 and f"{option} must be in [1, inf]; got 0" in err
+
+
+def test_pillow_limit_follows_ours_and_is_restored(tmp_path, monkeypatch):
+    """Pillow's own bomb check (warning above its limit, error above twice it) does not refuse what max_pixels
+    allows, warns about nothing, and is left as it was."""
+    import warnings
+
+    Image.fromarray(np.zeros((48, 40, 3), np.uint8)).save(tmp_path / "a.png")  # 1920 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # Pillow alone refuses above 1000
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_image(tmp_path / "a.png", max_pixels=10_000).shape == (3, 48, 40)
+    assert Image.MAX_IMAGE_PIXELS == 500
+    with pytest.raises(ImageReadError, match="over the limit of 0.0015 megapixels"):
+        read_image(tmp_path / "a.png", max_pixels=1500)
+    assert Image.MAX_IMAGE_PIXELS == 500
+
+
+def test_regular_file_check_of_the_open_descriptor(tmp_path, monkeypatch):
+    """A path swapped for something else between the check and the open is refused on the opened file."""
+    from gpen_core.images import regular
+
+    (tmp_path / "a.png").write_bytes(b"x")
+    monkeypatch.setattr(regular, "non_regular_reason", lambda path: None)  # the path check passes ...
+    with pytest.raises(regular.NotRegularFileError, match="is a folder, not a file"):
+        regular.open_regular(tmp_path)  # ... the descriptor's check still refuses
+    with regular.open_regular(tmp_path / "a.png") as f:
+        assert f.read() == b"x"
+
+
+# ---- names: the file system's limit, checked while planning
+
+
+def test_name_limit_is_the_file_systems(tmp_path):
+    from gpen_core.images.files import name_max
+
+    assert name_max(tmp_path) == os.pathconf(tmp_path, "PC_NAME_MAX")
+    assert name_max(tmp_path / "not" / "yet") == os.pathconf(tmp_path, "PC_NAME_MAX")  # the nearest existing folder
+
+
+def test_long_output_name_is_written_with_a_short_temporary_name(tmp_path, monkeypatch):
+    from gpen_core.images import files
+
+    name = "z" * 250 + ".png"
+    written = []
+    save = Image.Image.save
+    def recorded_save(img, fp, *args, **kwargs):
+        written.append(Path(fp).name)
+        return save(img, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", recorded_save)
+    files.write_image(tmp_path / name, torch.zeros(3, 4, 4))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+    assert len(written) == 1 and written[0].startswith(".") and written[0].endswith(".partial") and len(written[0]) < 60
+    files.write_image(tmp_path / "short.png", torch.zeros(3, 4, 4))
+    assert written[1] == ".short.png.partial"  # the usual temporary name when it fits
+
+
+def test_long_suffix_is_refused_before_any_model(tmp_path, capsys, no_model_load):
+    from gpen_core.tools.batch import Failures, UsageError, plan_jobs
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    (tmp_path / "w.pth").write_bytes(b"never read")
+    suffix = "s" * 300
+    code, err = cli(capsys, "enhance", tmp_path / "a.png", "--model", tmp_path / "w.pth", "-o", tmp_path / "out",
+                    "--suffix", suffix)
+    assert code == 2 and re.search(r"error: --suffix 's+'\.\.\. is 300 bytes: even a one-letter input would get a "
+                                   r"305-byte output name, over the limit of \d+ bytes", err), err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(UsageError, match="is 300 bytes"):
+        plan_jobs([tmp_path / "a.png"], tmp_path / "out", suffix, Failures())
+
+
+def test_long_input_name_core_planning(tmp_path):
+    from gpen_core.tools.batch import Failures, plan_jobs
+
+    for name in (LONG_NAME, TOO_LONG):
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    failures = Failures()
+    jobs = plan_jobs([tmp_path / LONG_NAME, tmp_path / TOO_LONG], tmp_path / "out", "_gpen", failures)
+    assert [job.target.name for job in jobs] == [LONG_NAME.removesuffix(".png") + "_gpen.png"]
+    assert failures.items == [(str(tmp_path / TOO_LONG), failures.items[0][1])]
+    assert "would be 257 bytes, over the limit of" in failures.items[0][1]
+    failures = Failures()
+    assert plan_jobs([tmp_path / LONG_NAME], tmp_path / "out", "_gpen", failures, save_mask=True) == []
+    assert "_gpen_mask.png would be 259 bytes" in failures.items[0][1]  # the mask's name counts too
+
+
+# ---- --save-mask: its target is part of the job, checked as the image output is
+
+
+@pytest.fixture()
+def photos(tmp_path):
+    """A folder ``in`` of photos with two stand-in faces each, and GPEN weights beside it."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    photo = (torch.rand(3, ScoredFaces.CELL, 2 * ScoredFaces.CELL, generator=torch.Generator().manual_seed(3)) * 255)
+    for name in ("good1.png", "good2.png"):
+        Image.fromarray(photo.round().byte().movedim(0, -1).numpy()).save(folder / name)
+    return folder
+
+
+def mask_cli(capsys, monkeypatch, tiny_state, folder, *argv):
+    weights = folder.parent / "tiny.pth"
+    if not weights.exists():
+        torch.save(tiny_state, weights)
+    monkeypatch.setattr("gpen_core.face.detection.loader.load_detector", lambda *a, **k: ScoredFaces([0.9, 0.8]))
+    return cli(capsys, "enhance", *argv, "--model", weights, "--mask", "box", "--save-mask")
+
+
+def test_save_mask_writes_the_planned_targets(photos, tiny_state, capsys, monkeypatch):
+    out = photos.parent / "out"
+    code, err = mask_cli(capsys, monkeypatch, tiny_state, photos, photos, "-o", out, "--suffix", "_g")
+    assert code == 0, err
+    expected = ["good1_g.png", "good1_g_mask.png", "good2_g.png", "good2_g_mask.png"]
+    assert sorted(p.name for p in out.iterdir()) == expected
+    mask = np.asarray(Image.open(out / "good1_g_mask.png"))
+    assert mask.shape == (ScoredFaces.CELL, 2 * ScoredFaces.CELL, 3) and mask.max() == 255 and mask.min() == 0
+
+
+def test_save_mask_never_replaces_an_input(photos, tiny_state, capsys, monkeypatch, no_model_load):
+    """-o = the input folder and --suffix _g: good1's mask would be good1_g_mask.png, an input photo."""
+    (photos / "good1_g_mask.png").write_bytes((photos / "good2.png").read_bytes())
+    before = {p.name: p.read_bytes() for p in photos.iterdir()}
+    code, err = cli(capsys, "enhance", photos, "-o", photos, "--suffix", "_g", "--save-mask", "--force",
+                    "--model", photos / "good1.png")
+    assert code == 2 and f"the output {photos / 'good1_g_mask.png'} would replace the input file" in err
+    assert {p.name: p.read_bytes() for p in photos.iterdir()} == before
+
+
+def test_save_mask_two_writes_to_one_name_are_refused(tmp_path, capsys, no_model_load):
+    """a.png's mask and a_mask.jpg's output are both a_mask.png."""
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "a_mask.jpg")
+    code, err = cli(capsys, "enhance", tmp_path / "a.png", tmp_path / "a_mask.jpg", "--save-mask",
+                    "--model", tmp_path / "a.png", "-o", tmp_path / "out")
+    assert code == 2 and (f"{tmp_path / 'a.png'} (its mask) and {tmp_path / 'a_mask.jpg'} would both be written to "
+                          f"{tmp_path / 'out' / 'a_mask.png'}") in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_save_mask_existing_mask_needs_force(photos, tiny_state, capsys, monkeypatch):
+    out = photos.parent / "out"
+    out.mkdir()
+    (out / "good1_mask.png").write_bytes(b"kept")
+    code, err = mask_cli(capsys, monkeypatch, tiny_state, photos, photos, "-o", out)
+    assert code == 2 and f"1 of 4 output file(s) exist, e.g. {out / 'good1_mask.png'}; use --skip-existing" in err
+    assert (out / "good1_mask.png").read_bytes() == b"kept"
+    assert sorted(p.name for p in out.iterdir()) == ["good1_mask.png"]
+    # --skip-existing skips a job only when all its outputs exist: good1 lacks its image, so it runs in full
+    code, err = mask_cli(capsys, monkeypatch, tiny_state, photos, photos, "-o", out, "--skip-existing")
+    assert code == 0 and "wrote 2 image(s)" in err
+    written = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert sorted(written) == ["good1.png", "good1_mask.png", "good2.png", "good2_mask.png"]
+    code, err = mask_cli(capsys, monkeypatch, tiny_state, photos, photos, "-o", out, "--skip-existing")
+    assert code == 0 and "nothing to do" in err
+    (out / "good2_mask.png").unlink()
+    code, err = mask_cli(capsys, monkeypatch, tiny_state, photos, photos, "-o", out, "--skip-existing")
+    assert code == 0 and "skipping 1 image(s)" in err and "wrote 1 image(s)" in err
+    assert (out / "good1.png").stat().st_mtime_ns == written["good1.png"]  # the complete job was not run again
+
+
+def test_save_mask_core_planning(tmp_path):
+    from gpen_core.tools.batch import Failures, Job, UsageError, plan_jobs, select_jobs
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "a_mask.jpg")
+    out = tmp_path / "out"
+    jobs = plan_jobs([tmp_path / "a.png"], out, "_g", Failures(), save_mask=True)
+    assert jobs == [Job(tmp_path / "a.png", None, out / "a_g.png", out / "a_g_mask.png")]
+    assert jobs[0].outputs == (out / "a_g.png", out / "a_g_mask.png")
+    both = plan_jobs([tmp_path / "a.png", tmp_path / "a_mask.jpg"], out, "", Failures(), save_mask=True)
+    with pytest.raises(UsageError, match=r"a\.png \(its mask\) and .*a_mask\.jpg would both be written to"):
+        select_jobs(both, [tmp_path / "a.png", tmp_path / "a_mask.jpg"], force=True, skip_existing=False)
+    into_inputs = plan_jobs([tmp_path / "a.png"], tmp_path, "_g", Failures(), save_mask=True)
+    (tmp_path / "a_g_mask.png").write_bytes(b"an input")
+    with pytest.raises(UsageError, match="a_g_mask.png would replace the input file"):
+        select_jobs(into_inputs, [tmp_path / "a.png", tmp_path / "a_g_mask.png"], force=True, skip_existing=True)
+
+
+# ---- index lists: ranges, never expanded
+
+
+def test_huge_face_index_range_cli(tiny_state, tmp_path, capsys, monkeypatch, caplog):
+    detector = ScoredFaces([0.9, 0.6, 0.3])
+    photo = (torch.rand(3, ScoredFaces.CELL, 3 * ScoredFaces.CELL) * 255).round() / 255
+    weights = tmp_path / "tiny.pth"
+    torch.save(tiny_state, weights)
+    Image.fromarray((photo.movedim(0, -1).numpy() * 255).round().astype(np.uint8)).save(tmp_path / "photo.png")
+    monkeypatch.setattr("gpen_core.face.detection.loader.load_detector", lambda *args, **kwargs: detector)
+    with caplog.at_level(logging.WARNING, logger="gpen_core.face.detection.selection"):
+        code, _ = cli(capsys, "enhance", tmp_path / "photo.png", "--model", weights, "-o", tmp_path / "out",
+                      "--score-threshold", 0.2, "--faces", "1-1000000000")
+    written = torch.from_numpy(np.array(Image.open(tmp_path / "out" / "photo.png"))).permute(2, 0, 1).float() / 255
+    assert code == 0 and faces_changed(photo, written) == 2
+    assert caplog.messages == ["face indices 3-1000000000 skipped: only 3 face(s) in score order after the size bounds"]
+    code, err = cli(capsys, "enhance", tmp_path / "photo.png", "--model", weights, "-o", tmp_path / "o2",
+                    "--faces", "0-3000000000")
+    assert code == 2 and "face selection: face indices '0-3000000000': '0-3000000000' is above the largest index" in err
+
+
+# ---- the small items
+
+
+def test_progress_line_is_ended_before_interrupted(tmp_path, tiny_state, capsys, monkeypatch):
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    weights = tmp_path / "tiny.pth"
+    torch.save(tiny_state, weights)
+    reads = []
+
+    def read_then_interrupt(*args, **kwargs):
+        reads.append(args)
+        if len(reads) == 2:
+            raise KeyboardInterrupt
+        return read_image(*args, **kwargs)
+
+    monkeypatch.setattr("gpen_core.images.files.read_image", read_then_interrupt)
+    code, err = cli(capsys, "enhance", tmp_path / "a.png", tmp_path / "b.png", "--aligned", "--model", weights,
+                    "-o", tmp_path / "out")
+    lines = err.splitlines()
+    assert code == 130 and err.endswith("\ninterrupted\n") and "] 1/2 files | b.png" in lines[-2]
+
+
+@pytest.mark.parametrize("arguments, error, message", [
+    ({"tile_size": "64"}, TypeError, r"tile_size must be an int >= 16 .* or None \(whole image\); got '64' \(str\)"),
+    ({"tile_size": 32.0}, TypeError, r"got 32.0 \(float\)"),
+    ({"tile_size": True}, TypeError, r"got True \(bool\)"),
+    ({"tile_size": 8}, ValueError, "tile_size must be at least 16, got 8"),
+    ({"tile_size": 32, "overlap": "2"}, TypeError, r"overlap must be an int >= 0 .*; got '2' \(str\)"),
+    ({"tile_size": 32, "overlap": -1}, ValueError, r"overlap must be >= 0 or None \(exact\), got -1"),
+    ({"recompute": "yes"}, TypeError, r"recompute must be True or False; got 'yes' \(str\)"),
+    ({"grad_checkpoint": 1}, TypeError, r"grad_checkpoint must be True or False; got 1 \(int\)"),
+])
+def test_forward_arguments_are_checked(tiny_state, arguments, error, message):
+    model = g.build_model(tiny_state)
+    with pytest.raises(error, match=message):
+        model(torch.rand(1, 3, 64, 64), **arguments)
+
+
+def test_meta_device_is_refused(tiny_state, tmp_path, capsys):
+    with pytest.raises(ValueError, match="device meta: the meta device holds shapes but no values"):
+        g.load_model(tiny_state, device="meta")
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    torch.save(tiny_state, tmp_path / "tiny.pth")
+    code, err = cli(capsys, "enhance", tmp_path / "a.png", "--aligned", "--model", tmp_path / "tiny.pth",
+                    "-o", tmp_path / "out", "--device", "meta")
+    assert code == 2 and "error: --device meta: device meta: the meta device holds shapes but no values" in err
+    assert not (tmp_path / "out").exists()

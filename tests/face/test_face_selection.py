@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from gpen_core.face.detection.api import detect_faces
@@ -17,6 +19,8 @@ from gpen_core.face.detection.mtcnn import load_mtcnn_nets
 from gpen_core.face.detection.result import FaceDetections
 from gpen_core.face.detection.selection import (
     FACE_ORDERS,
+    MAX_FACE_INDEX,
+    FaceIndices,
     FaceSelection,
     order_faces,
     parse_face_indices,
@@ -41,7 +45,12 @@ from gpen_core.face.detection.selection import (
     ],
 )
 def test_parse_face_indices(text: str | list[int] | None, expected: tuple[int, ...] | None) -> None:
-    assert parse_face_indices(text) == expected
+    assert expanded(parse_face_indices(text)) == expected
+
+
+def expanded(indices: FaceIndices | None) -> tuple[int, ...] | None:
+    """The indices one by one (small lists only): the meaning the ranges stand for."""
+    return None if indices is None else tuple(i for first, last in indices.ranges for i in range(first, last + 1))
 
 
 @pytest.mark.parametrize("text, message", [("a", "'a'"), ("0,,1", "''"), ("-1", "'-1'"), ("3-1", "reversed"),
@@ -55,7 +64,7 @@ def test_malformed_indices_name_the_item(text: str, message: str) -> None:
 
 def test_selection_options_are_checked_and_normalised() -> None:
     assert FaceSelection("all").order == "score"  # saved workflows use "all"
-    assert FaceSelection(indices="1-2").indices == (1, 2)
+    assert FaceSelection(indices="1-2").indices == FaceIndices(((1, 2),))
     with pytest.raises(ValueError, match="face order must be one of score, largest"):
         FaceSelection("biggest")
     with pytest.raises(ValueError, match="min_face_size"):
@@ -111,6 +120,97 @@ def test_steps_apply_in_documented_order(caplog: pytest.LogCaptureFixture) -> No
     assert picked.scores.tolist() == pytest.approx([0.8])
     assert "5,9,10 skipped" in caplog.text and "only 4 face(s)" in caplog.text
     assert len(select_faces(FaceDetections.empty((10, 10)), FaceSelection(indices="0"))) == 0
+
+
+# ---- index lists are ranges: bounded cost, bounded messages, the same selection as the expanded set ----
+
+
+def test_huge_ranges_cost_nothing_and_the_warning_stays_short(caplog: pytest.LogCaptureFixture) -> None:
+    faces = scripted([[0, 0, 20, 20], [90, 40, 110, 60], [120, 10, 180, 90]], [0.9, 0.8, 0.7])
+    selection = FaceSelection(indices="1-1000000000")
+    assert selection.indices == FaceIndices(((1, 1_000_000_000),))
+    with caplog.at_level(logging.WARNING, logger="gpen_core.face.detection.selection"):
+        assert select_face_indices(faces, selection).tolist() == [1, 2]
+    assert caplog.messages == ["face indices 3-1000000000 skipped: only 3 face(s) in score order after the size bounds"]
+    caplog.clear()
+    many = ",".join(f"{10 * i}-{10 * i + 5}" for i in range(1, 999))  # 998 ranges past the faces
+    with caplog.at_level(logging.WARNING, logger="gpen_core.face.detection.selection"):
+        assert select_face_indices(faces, FaceSelection(indices="0," + many)).tolist() == [0]
+    assert caplog.messages == [
+        "face indices 10-15,20-25,30-35,40-45,50-55,60-65,70-75,80-85 and 990 more range(s) skipped: "
+        "only 3 face(s) in score order after the size bounds"
+    ]
+    assert FaceSelection(indices=f"0-{MAX_FACE_INDEX}").indices == FaceIndices(((0, MAX_FACE_INDEX),))
+
+
+@pytest.mark.parametrize("indices, message", [
+    (f"0-{MAX_FACE_INDEX + 1}", f"'0-{MAX_FACE_INDEX + 1}' is above the largest index {MAX_FACE_INDEX}"),
+    ("1" * 5000, r"'11111.*\(5002 characters\) is above the largest index"),  # never int() of 5000 digits
+    (",".join(["0"] * 1001), "1001 items, more than 1000"),
+    ([0, MAX_FACE_INDEX + 1], f"must be in \\[0, {MAX_FACE_INDEX}\\]; got \\[{MAX_FACE_INDEX + 1}\\]"),
+    ([-1], r"must be in \[0, .*got \[-1\]"),
+])
+def test_index_lists_beyond_the_documented_maximum_are_refused(indices: str | list[int], message: str) -> None:
+    with pytest.raises(ValueError, match=message) as info:
+        FaceSelection(indices=indices)
+    assert len(str(info.value)) < 200  # the message is one short line, whatever the input's length
+
+
+def test_leading_zeros_are_not_a_large_number() -> None:
+    assert FaceSelection(indices="0000000000002-003").indices == FaceIndices(((2, 3),))
+
+
+def test_face_indices_refuses_ranges_that_are_not_merged() -> None:
+    with pytest.raises(ValueError, match="build them with FaceIndices.merged"):
+        FaceIndices(((3, 5), (1, 2)))
+    with pytest.raises(ValueError, match="build them with FaceIndices.merged"):
+        FaceIndices(((1, 2), (3, 5)))  # touching: one range
+    assert FaceIndices.merged([(3, 5), (1, 2), (4, 9)]) == FaceIndices(((1, 9),))
+
+
+small_ranges = st.lists(st.tuples(st.integers(0, 30), st.integers(0, 6)), min_size=1, max_size=6)
+"""Index lists as (first, length - 1) pairs: every range ends at most at index 36."""
+
+
+def range_text(pairs: list[tuple[int, int]], spaces: bool) -> str:
+    items = [str(first) if extra == 0 else f"{first}-{first + extra}" for first, extra in pairs]
+    return (" , " if spaces else ",").join(items)
+
+
+@settings(deadline=None)
+@given(pairs=small_ranges, spaces=st.booleans())
+def test_parsed_ranges_hold_exactly_the_expanded_set(pairs: list[tuple[int, int]], spaces: bool) -> None:
+    parsed = parse_face_indices(range_text(pairs, spaces))
+    wanted = sorted({i for first, extra in pairs for i in range(first, first + extra + 1)})
+    assert expanded(parsed) == tuple(wanted)
+    assert parse_face_indices(wanted) == parsed == parse_face_indices(parsed)  # ints and ranges: one value
+    for count in range(0, 40, 3):
+        assert parsed is not None
+        assert parsed.below(count) == [i for i in wanted if i < count]
+        rest = parsed.at_or_above(count)
+        assert expanded(rest) == (tuple(i for i in wanted if i >= count) or None)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    pairs=small_ranges,
+    scores=st.lists(st.floats(0.01, 1.0), min_size=0, max_size=12),
+    order=st.sampled_from(FACE_ORDERS),
+    max_faces=st.integers(0, 5),
+    min_side=st.sampled_from([0.0, 12.0]),
+)
+def test_selection_by_ranges_equals_selection_by_the_expanded_set(
+    pairs: list[tuple[int, int]], scores: list[float], order: str, max_faces: int, min_side: float
+) -> None:
+    """The old semantics, written out with a set: kept in the order's sequence, ascending index."""
+    boxes = [[37.0 * i % 180, 13.0 * i % 80, 37.0 * i % 180 + 5 + 3 * i, 13.0 * i % 80 + 8 + i] for i in
+             range(len(scores))]
+    faces = scripted(boxes, scores) if scores else FaceDetections.empty((100, 200))
+    selection = FaceSelection(order, range_text(pairs, False), min_face_size=min_side, max_faces=max_faces)
+    chosen = {i for first, extra in pairs for i in range(first, first + extra + 1)}
+    ordered = select_face_indices(faces, FaceSelection(order, min_face_size=min_side)).tolist()
+    expected = [face for position, face in enumerate(ordered) if position in chosen]
+    assert select_face_indices(faces, selection).tolist() == (expected[:max_faces] if max_faces else expected)
 
 
 # ---- the 1927 Solvay conference photo: 29 faces ----

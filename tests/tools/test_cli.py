@@ -96,17 +96,6 @@ def test_two_inputs_with_one_output_name(tmp_path, weights, capsys):
     assert not (tmp_path / "o").exists()
 
 
-@pytest.fixture()
-def no_model_load(monkeypatch):
-    """Fail the test if a model is loaded (option errors must come first)."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a model was loaded before the options were checked")
-
-    monkeypatch.setattr("gpen_core.loading.load_model", refuse)
-    monkeypatch.setattr("gpen_core.face.detection.loader.load_detector", refuse)
-
-
 OPTION_ERRORS = [
     (["--aligned", "--fidelity", "2"], "--fidelity: only for whole photos"),
     (["--fidelity", "2"], r"--fidelity must be in [0, 1]; got 2.0"),

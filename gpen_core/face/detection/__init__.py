@@ -16,7 +16,9 @@ from .loader import DETECTOR_NAMES, load_detector
 from .result import FaceDetections
 from .selection import (
     FACE_ORDERS,
+    MAX_FACE_INDEX,
     ORDER_ALIASES,
+    FaceIndices,
     FaceOrder,
     FaceSelection,
     order_faces,
@@ -28,11 +30,13 @@ from .selection import (
 __all__ = [
     "DETECTOR_NAMES",
     "FACE_ORDERS",
+    "MAX_FACE_INDEX",
     "ORDER_ALIASES",
     "DetectorWeightsNotFoundError",
     "FaceDetections",
     "FaceDetector",
     "FaceDetectorError",
+    "FaceIndices",
     "FaceOrder",
     "FaceSelection",
     "InvalidDetectorWeightsError",

@@ -11,9 +11,12 @@ A :class:`FaceSelection` is applied to one image's :class:`.result.FaceDetection
    centre), ``center`` (box centre closest to the image centre first). Ties keep score order.
    ``all`` is accepted as an old name of ``score`` (saved workflows use it);
 3. **indices** over that order (0 = first): ``"0"``, ``"0,2"``, ``"1-3"`` (inclusive), mixed
-   ``"0, 2-4"``; empty = every face. The chosen faces come back in the order's sequence
-   (ascending index), each once. An index beyond the faces found is skipped with a log line,
-   never an error, so one image with fewer faces cannot fail a batch;
+   ``"0, 2-4"``; empty = every face; at most :data:`MAX_INDEX_ITEMS` items, indices up to
+   :data:`MAX_FACE_INDEX`. Lists are kept as ranges (:class:`FaceIndices`), never expanded:
+   ``"0-1000000000"`` costs what ``"0"`` costs. The chosen faces come back in the order's
+   sequence (ascending index), each once. An index beyond the faces found is skipped with a log
+   line (a bounded one: at most :data:`SHOWN_SKIPPED_RANGES` ranges), never an error, so one
+   image with fewer faces cannot fail a batch;
 4. **max_faces**: keep at most this many (``None`` or 0: no limit).
 
 Example::
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -45,6 +48,16 @@ FACE_ORDERS: tuple[str, ...] = get_args(FaceOrder)
 ORDER_ALIASES: dict[str, str] = {"all": "score"}
 """Older names still accepted (workflows saved with ``selection: "all"``)."""
 
+MAX_FACE_INDEX = 2**31 - 1
+"""The largest face index accepted (a larger number is refused, naming it). Index lists are kept as
+ranges, never expanded, so ``"5-2147483647"`` (every face from the sixth) costs no more than ``"5"``."""
+
+MAX_INDEX_ITEMS = 1000
+"""At most this many comma-separated items in an index list (``"0,2,5-9"`` has 3); more is refused."""
+
+SHOWN_SKIPPED_RANGES = 8
+"""At most this many ranges of skipped indices are written in the warning line (then a count)."""
+
 _INDEX_ITEM = re.compile(r"^(\d+)(?:\s*-\s*(\d+))?$")
 
 
@@ -56,42 +69,128 @@ def normalise_order(order: str) -> FaceOrder:
     return resolved  # type: ignore[return-value]
 
 
-def parse_face_indices(text: str | Sequence[int] | None) -> tuple[int, ...] | None:
+def _shown(text: object, limit: int = 40) -> str:
+    """``repr(text)`` cut to about ``limit`` characters: error messages stay one short line."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else f"{shown[:limit]}... ({len(shown)} characters)"
+
+
+def _read_index(digits: str, item: str, text: str) -> int:
+    significant = digits.lstrip("0") or "0"
+    if len(significant) > len(str(MAX_FACE_INDEX)) or int(significant) > MAX_FACE_INDEX:  # never int() of a huge text
+        raise ValueError(f"face indices {_shown(text)}: {_shown(item)} is above the largest index {MAX_FACE_INDEX}")
+    return int(significant)
+
+
+@dataclass(frozen=True)
+class FaceIndices:
+    """Positions in a face order (0 = first), kept as inclusive ranges: never expanded, so the
+    cost of a list is the number of its items, whatever the numbers in it.
+
+    Attributes:
+        ranges: ``(first, last)`` pairs, ``0 <= first <= last <= MAX_FACE_INDEX``, sorted, and
+            neither overlapping nor touching (``"1-3,4"`` is stored as ``((1, 4),)``); not empty.
+
+    Build one with :func:`parse_face_indices` (text or ints) or :meth:`merged` (any pairs).
+    """
+
+    ranges: tuple[tuple[int, int], ...]
+
+    def __post_init__(self) -> None:
+        if not self.ranges:
+            raise ValueError("FaceIndices needs at least one range (None means every face)")
+        previous_last = -2
+        for first, last in self.ranges:
+            if not 0 <= first <= last <= MAX_FACE_INDEX or first <= previous_last + 1:
+                raise ValueError(
+                    f"FaceIndices ranges must be sorted, disjoint, not touching and within [0, {MAX_FACE_INDEX}]; "
+                    f"got {self.ranges}; build them with FaceIndices.merged"
+                )
+            previous_last = last
+
+    @classmethod
+    def merged(cls, ranges: Iterable[tuple[int, int]]) -> FaceIndices:
+        """The union of inclusive ``(first, last)`` ranges (each with ``first <= last``), merged."""
+        merged: list[tuple[int, int]] = []
+        for first, last in sorted(ranges):
+            if merged and first <= merged[-1][1] + 1:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+            else:
+                merged.append((first, last))
+        return cls(tuple(merged))
+
+    def below(self, count: int) -> list[int]:
+        """The indices ``< count``, ascending (at most ``count`` of them, whatever the ranges)."""
+        found: list[int] = []
+        for first, last in self.ranges:
+            if first >= count:
+                break
+            found.extend(range(first, min(last, count - 1) + 1))
+        return found
+
+    def at_or_above(self, count: int) -> FaceIndices | None:
+        """The indices ``>= count`` (None if there are none)."""
+        kept = [(max(first, count), last) for first, last in self.ranges if last >= count]
+        return FaceIndices(tuple(kept)) if kept else None
+
+    def describe(self, limit: int | None = None) -> str:
+        """The list as text, ``"0,2,3,4,6-9"`` (a range of up to three indices as single items);
+        with ``limit``, at most that many ranges, then ``" and N more range(s)"``."""
+        shown = self.ranges if limit is None else self.ranges[:limit]
+        parts = []
+        for first, last in shown:
+            parts.append(f"{first}-{last}" if last > first + 2 else ",".join(str(i) for i in range(first, last + 1)))
+        rest = len(self.ranges) - len(shown)
+        return ",".join(parts) + (f" and {rest} more range(s)" if rest else "")
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+def parse_face_indices(text: str | Sequence[int] | FaceIndices | None) -> FaceIndices | None:
     """Parse an index list such as ``"0"``, ``"0,2"``, ``"1-3"`` or ``"0, 2-4"``.
 
     Args:
-        text: the list as typed by a user; or already a sequence of ints; empty, blank or
-            ``None`` means every face.
+        text: the list as typed by a user; or a sequence of ints; or already parsed (returned as
+            it is); empty, blank or ``None`` means every face.
 
     Returns:
-        Sorted unique indices (``(1, 2, 3)`` for ``"1-3"``), or ``None`` for every face.
+        The indices as merged ranges (``"1-3"`` gives ``FaceIndices(((1, 3),))``), or ``None``
+        for every face.
 
     Raises:
-        ValueError: a malformed item, a negative index or a reversed range, naming the item.
+        ValueError: a malformed item, a negative index, a reversed range, an index above
+            :data:`MAX_FACE_INDEX` or more than :data:`MAX_INDEX_ITEMS` items, naming the item.
     """
-    if text is None:
-        return None
+    if text is None or isinstance(text, FaceIndices):
+        return text
     if not isinstance(text, str):
         values = [int(v) for v in text]
-        if any(v < 0 for v in values):
-            raise ValueError(f"face indices must be >= 0; got {list(text)}")
-        return tuple(sorted(set(values))) if values else None
+        wrong = [v for v in values if not 0 <= v <= MAX_FACE_INDEX]
+        if wrong:
+            raise ValueError(f"face indices must be in [0, {MAX_FACE_INDEX}]; got {_shown(wrong)}")
+        return FaceIndices.merged((v, v) for v in values) if values else None
     if not text.strip():
         return None
-    chosen: set[int] = set()
-    for item in text.split(","):
-        match = _INDEX_ITEM.match(item.strip())
+    if text.count(",") >= MAX_INDEX_ITEMS:
+        raise ValueError(
+            f"face indices: {text.count(',') + 1} items, more than {MAX_INDEX_ITEMS}; write ranges such as \"0-99\""
+        )
+    ranges: list[tuple[int, int]] = []
+    for raw in text.split(","):
+        item = raw.strip()
+        match = _INDEX_ITEM.match(item)
         if match is None:
             raise ValueError(
-                f"face indices {text!r}: cannot read {item.strip()!r}; write indices from 0 and "
+                f"face indices {_shown(text)}: cannot read {_shown(item)}; write indices from 0 and "
                 'inclusive ranges separated by commas, e.g. "0", "0,2", "1-3"'
             )
-        first = int(match.group(1))
-        last = int(match.group(2)) if match.group(2) is not None else first
+        first = _read_index(match.group(1), item, text)
+        last = _read_index(match.group(2), item, text) if match.group(2) is not None else first
         if last < first:
-            raise ValueError(f"face indices {text!r}: range {item.strip()!r} is reversed; write {last}-{first}")
-        chosen.update(range(first, last + 1))
-    return tuple(sorted(chosen))
+            raise ValueError(f"face indices {_shown(text)}: range {_shown(item)} is reversed; write {last}-{first}")
+        ranges.append((first, last))
+    return FaceIndices.merged(ranges)
 
 
 @dataclass(frozen=True)
@@ -101,8 +200,9 @@ class FaceSelection:
     Attributes:
         order: one of :data:`FACE_ORDERS` (or an alias of :data:`ORDER_ALIASES`, stored
             resolved).
-        indices: positions in that order: a string such as ``"0,2"`` / ``"1-3"``, or a
-            sequence of ints; stored as sorted unique ints, ``None`` (or empty) = every face.
+        indices: positions in that order: a string such as ``"0,2"`` / ``"1-3"``, a sequence
+            of ints or a :class:`FaceIndices`; stored as :class:`FaceIndices` (ranges, never
+            expanded), ``None`` (or empty) = every face.
         min_face_size: smallest box side ``max(w, h)`` kept, in pixels; 0 = no bound.
         max_face_size: largest box side ``max(w, h)`` kept, in pixels; 0 = no bound.
         max_faces: at most this many faces after the indices; ``None`` or 0 = no limit.
@@ -113,7 +213,7 @@ class FaceSelection:
     """
 
     order: str = "score"
-    indices: str | Sequence[int] | None = None
+    indices: str | Sequence[int] | FaceIndices | None = None
     min_face_size: float = 0.0
     max_face_size: float = 0.0
     max_faces: int | None = None
@@ -169,17 +269,18 @@ def select_face_indices(detections: FaceDetections, selection: FaceSelection) ->
         passes &= sizes <= selection.max_face_size
     ordered = order_faces(detections, selection.order)
     ordered = ordered[passes[ordered]]
-    wanted = parse_face_indices(selection.indices)  # already parsed: a sorted tuple or None
+    wanted = parse_face_indices(selection.indices)  # already parsed: FaceIndices or None
     if wanted is not None:
-        present = [i for i in wanted if i < ordered.numel()]
-        if len(present) < len(wanted):  # never an error: one image with fewer faces must not fail a batch
+        count = ordered.numel()
+        skipped = wanted.at_or_above(count)
+        if skipped is not None:  # never an error: one image with fewer faces must not fail a batch
             logger.warning(
                 "face indices %s skipped: only %d face(s) in %s order after the size bounds",
-                ",".join(str(i) for i in wanted if i >= ordered.numel()),
-                ordered.numel(),
+                skipped.describe(SHOWN_SKIPPED_RANGES),
+                count,
                 selection.order,
             )
-        ordered = ordered[torch.tensor(present, dtype=torch.int64, device=ordered.device)]
+        ordered = ordered[torch.tensor(wanted.below(count), dtype=torch.int64, device=ordered.device)]
     if selection.max_faces:
         ordered = ordered[: selection.max_faces]
     return ordered
