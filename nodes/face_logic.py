@@ -16,13 +16,23 @@ from ..gpen_core.face.detection.selection import FaceSelection
 from ..gpen_core.face.faces import AlignedFaces, size_of
 from ..gpen_core.face.masks import MaskParser
 from ..gpen_core.face.options import DetectOptions, PasteOptions, RestoreOptions, TrackOptions
-from ..gpen_core.face.pipeline import FaceNetworks, paste_restored, restore_faces
+from ..gpen_core.face.pipeline import FaceNetworks, paste_restored, restore_faces, restore_memory_bytes
 from ..gpen_core.face.restore import Progress, detect_and_align, paste_size
 from ..gpen_core.face.stats import RestoreStats
 from ..gpen_core.images.tensors import resize, split_alpha
 from .logic import bchw_to_comfy, comfy_to_bchw
 
 log = logging.getLogger(__name__)
+
+
+def restore_memory(networks: FaceNetworks, images: torch.Tensor, options: RestoreOptions,
+                   upscaled: torch.Tensor | None = None, free_bytes: int | None = None) -> int:
+    """Bytes Face Restore needs on the model's device for these IMAGE inputs (see
+    :func:`gpen_core.face.pipeline.restore_memory_bytes`)."""
+    source = size_of(comfy_to_bchw(images))
+    given = None if upscaled is None else size_of(comfy_to_bchw(upscaled))
+    out = paste_size(source, options.paste.upscale_factor, given)
+    return restore_memory_bytes(networks.model, networks.parser, source, out, options, free_bytes)
 
 
 def detect_options(score_threshold: float, min_face_size: float, selection: str, max_faces: int, face_indices: str,

@@ -2,6 +2,8 @@
 GPEN Detect & Align Faces and GPEN Paste Faces (another node can work on the crops in between)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import comfy.model_management as mm
 from comfy_api.latest import io
 
@@ -14,8 +16,15 @@ from ..gpen_core.face.pipeline import FaceNetworks
 from ..gpen_core.face.stats import RestoreStats
 from ..gpen_core.run_options import RunOptions
 from .comfy_nodes import LastRun
-from .face_logic import detect_comfy_images, detect_options, linked_outputs, paste_comfy_images, restore_comfy_images
-from .glue import FaceDetector, GPENModel, interruptible_progress, load_for_run
+from .face_logic import (
+    detect_comfy_images,
+    detect_options,
+    linked_outputs,
+    paste_comfy_images,
+    restore_comfy_images,
+    restore_memory,
+)
+from .glue import FaceDetector, GPENModel, free_bytes, interruptible_progress, load_for_run
 from .logic import (
     AUTO_TILE,
     DETECTOR_DEVICES,
@@ -172,15 +181,17 @@ class GPENFaceRestore(io.ComfyNode):
         paste = paste_options(fidelity, upscale_factor, mask, keep_hair, keep_neck, smooth_small_faces, keep_grey,
                               color_match)
         detect = detect_options(score_threshold, min_face_size, selection, max_faces, face_indices, max_face_size)
-        track = TrackOptions(landmark_smoothing)
-        budget = load_for_run(gpen_model, 1, tile_size)
-        options = RestoreOptions(detect, track, paste, RunOptions(tile_size, memory_budget=budget))
+        options = RestoreOptions(detect, TrackOptions(landmark_smoothing), paste, RunOptions(tile_size))
         gpen = gpen_model.model.gpen
-        parser = load_parser_for_mask(mask, parser_folders(), device=gpen.device, dtype=gpen.dtype)
+        parser = load_parser_for_mask(mask, parser_folders(), device=gpen_model.load_device, dtype=gpen.dtype)
+        networks = FaceNetworks(gpen, face_detector, parser)
+        needed = restore_memory(networks, image, options, upscaled_image, free_bytes(gpen_model))
+        budget = load_for_run(gpen_model, 1, tile_size, needed=needed)
+        options = replace(options, run=replace(options.run, memory_budget=budget))
         used = linked_outputs(cls.hidden.prompt, cls.hidden.unique_id)
         stats = RestoreStats(measure=measure_wanted(cls.hidden.prompt, gpen.device))
         out, before, after, paste_mask = restore_comfy_images(
-            FaceNetworks(gpen, face_detector, parser), image, options, upscaled=upscaled_image,
+            networks, image, options, upscaled=upscaled_image,
             keep_crops=used is None or bool(used & set(CROP_OUTPUTS)), progress=interruptible_progress(1),
             stats=stats,
         )

@@ -44,10 +44,12 @@ def devices_for(choice: str) -> tuple[torch.device, torch.device]:
     return load, mm.unet_offload_device()
 
 
-def load_for_run(gpen_model, batch: int, tile_size: int, recompute: bool = False) -> int | None:
+def load_for_run(gpen_model, batch: int, tile_size: int, recompute: bool = False,
+                 needed: int | None = None) -> int | None:
     """Make room for a GPEN run and load the model on its device; returns the run's memory budget.
 
-    ComfyUI is asked to free what the core says the run will need (:func:`memory_needed`: the strategy
+    ComfyUI is asked to free what the core says the run will need (``needed``, e.g. a whole photo's
+    :func:`gpen_core.face.pipeline.restore_memory_bytes`; by default :func:`memory_needed`: the strategy
     that will run, for ``batch`` images), then moves the model. The budget is the free memory of the
     model's device when ``tile_size`` is automatic (0), the figure the core chooses its tiles from;
     ``None`` for a fixed tile size.
@@ -57,10 +59,17 @@ def load_for_run(gpen_model, batch: int, tile_size: int, recompute: bool = False
         batch: images per forward pass (>= 1).
         tile_size: the node's tile widget (0 = automatic, else >= ``NODE_MIN_TILE``: checked first).
         recompute: the node's recompute option.
+        needed: bytes to make room for, when the caller knows better than GPEN's own estimate.
     """
     check_node_tile_size(tile_size)
     gpen = gpen_model.model.gpen
-    needed = memory_needed(gpen, max(1, batch), RunOptions(tile_size).core_tile_size, recompute,
-                           budget_bytes=mm.get_free_memory(gpen_model.load_device))
+    if needed is None:
+        needed = memory_needed(gpen, max(1, batch), RunOptions(tile_size).core_tile_size, recompute,
+                               budget_bytes=free_bytes(gpen_model))
     mm.load_models_gpu([gpen_model], memory_required=needed)
     return mm.get_free_memory(gpen.device) if tile_size == AUTO_TILE else None
+
+
+def free_bytes(gpen_model) -> int:
+    """Free memory of the device the model will run on (ComfyUI's figure)."""
+    return int(mm.get_free_memory(gpen_model.load_device))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import torch
@@ -26,12 +27,14 @@ from ..arch.generator import GPEN
 from ..checks import check_image
 from ..images.tensors import resize
 from ..runtime.memory import PeakMeter
+from ..runtime.strategy import memory_needed
 from .detection.detectors import FaceDetector
 from .detection.result import FaceDetections
 from .faces import AlignedFaces, size_of
 from .masks import MaskParser, mask_mode, paste_masks_for
 from .options import PasteOptions, RestoreOptions
 from .restore import (
+    MAX_FACE_BATCH,
     Progress,
     align_faces,
     check_frames,
@@ -59,6 +62,7 @@ __all__ = [
     "chunk_frames_for",
     "paste_restored",
     "restore_faces",
+    "restore_memory_bytes",
 ]
 
 FRAME_STEPS = 100
@@ -73,6 +77,26 @@ def chunk_frames_for(height: int, width: int, out_height: int, out_width: int) -
     """Frames per chunk: as many as keep source and output frames under :data:`CHUNK_BYTES` (1..16)."""
     frame_bytes = 4 * 3 * (height * width + out_height * out_width)
     return max(1, min(MAX_CHUNK_FRAMES, CHUNK_BYTES // frame_bytes))
+
+
+def restore_memory_bytes(model: GPEN, parser: MaskParser | None, source: tuple[int, int], out: tuple[int, int],
+                         options: RestoreOptions, budget_bytes: int | None = None) -> int:
+    """Estimated device bytes (weights excluded) of restoring frames of ``source`` size pasted at ``out`` size.
+
+    The larger of one face batch's GPEN forward (:func:`gpen_core.runtime.strategy.memory_needed`) and
+    parser forward, plus the image buffers of one chunk of frames (source, paste target and output,
+    3 channels, and the paste mask, float32) and the face batch's crops before and after GPEN: what the
+    memory plan makes room for, the same terms as :class:`FaceRestorer` holds.
+    """
+    run = options.run
+    batch = faces_per_forward(model, MAX_FACE_BATCH, run, parser)
+    forward = memory_needed(model, batch, run.core_tile_size, run.recompute, budget_bytes)
+    if parser is not None and mask_mode(options.paste.mask).parser != "never":
+        forward = max(forward, parser.peak_bytes(batch))
+    chunk = options.chunk_frames or chunk_frames_for(*source, *out)
+    frames = chunk * 4 * (2 * 3 * source[0] * source[1] + (3 + 1) * out[0] * out[1])
+    crops = 2 * batch * 3 * model.config.size**2 * 4
+    return forward + frames + crops
 
 
 @dataclass
@@ -247,7 +271,8 @@ class FaceRestorer:
         def stage_done(done: int, steps: int) -> None:
             self._report(DETECT_STEPS * done / max(steps, 1), always=True)
 
-        with self.stats.stage("detect", self.networks.model.device):
+        device = self.networks.model.device
+        with self.stats.stage("detect", device), self._measured(device, "detect"):
             found = detect_frame(self.networks.detector, item.image, self.options.detect,
                                  progress=stage_done if self.progress is not None else None, stats=self.stats)
         if len(found) == 0:
@@ -259,12 +284,18 @@ class FaceRestorer:
     def _restore_chunk(self, items: list[_Pending], layout: _Layout, out: torch.Tensor | None,
                        out_masks: torch.Tensor | None) -> list[RestoredFrame]:
         """Restore the faces of a chunk of frames (their faces final), measured when ``stats.measure``."""
-        if not self.stats.measure:
+        with self._measured(self.networks.model.device, "restore"):
             return self._paste_chunk(items, layout, out, out_masks)
-        with PeakMeter(self.networks.model.device) as meter:
-            frames = self._paste_chunk(items, layout, out, out_masks)
-        self.stats.whole_peak_bytes = max(self.stats.whole_peak_bytes or 0, meter.peak_bytes)
-        return frames
+
+    @contextmanager
+    def _measured(self, device: torch.device, phase: str) -> Iterator[None]:
+        """When ``stats.measure``: the block's peak (above what it found allocated) raises ``phase``'s peak."""
+        if not self.stats.measure:
+            yield
+            return
+        with PeakMeter(device) as meter:
+            yield
+        self.stats.phase_peaks[phase] = max(self.stats.phase_peaks.get(phase, 0), meter.peak_bytes)
 
     def _paste_chunk(self, items: list[_Pending], layout: _Layout, out: torch.Tensor | None,
                      out_masks: torch.Tensor | None) -> list[RestoredFrame]:

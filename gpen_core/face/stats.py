@@ -35,8 +35,8 @@ class RestoreStats:
         measure: measure GPEN's peak memory (:class:`gpen_core.runtime.memory.PeakMeter`: cheap on CUDA, slow
             live-tensor counting on the CPU); the records are kept in ``records``.
         records: one :class:`RunRecord` per measured GPEN call (a face batch).
-        whole_peak_bytes: when measured, the peak of the whole run (detection, both networks, paste) of
-            the largest chunk of frames.
+        phase_peaks: when measured, the peak bytes of each phase above what it found allocated:
+            ``detect`` (a frame's detection) and ``restore`` (a chunk of frames: crops, both networks, paste).
         started: ``time.perf_counter()`` at creation (for the elapsed time and the ETA).
     """
 
@@ -48,7 +48,7 @@ class RestoreStats:
     faces_restored: int = 0
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     records: list[RunRecord] = field(default_factory=list)
-    whole_peak_bytes: int | None = None
+    phase_peaks: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
 
     @contextmanager
@@ -81,6 +81,11 @@ class RestoreStats:
         """The measured runs as one record, with the whole-run peak (None when nothing was measured)."""
         merged = merge_records(self.records)
         return None if merged is None else replace(merged, whole_peak_bytes=self.whole_peak_bytes)
+
+    @property
+    def whole_peak_bytes(self) -> int | None:
+        """The highest phase peak (None when nothing was measured)."""
+        return max(self.phase_peaks.values()) if self.phase_peaks else None
 
     def summary(self, detector: str, mask: str, extra: dict[str, float] | None = None, peak: str | None = None) -> str:
         """One line: faces found and restored, detector, mask, seconds per stage, peak memory.
