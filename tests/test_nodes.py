@@ -193,3 +193,32 @@ def test_cpu_runs_are_measured_only_for_a_report(comfy, monkeypatch, prompt, mea
     model = nodes["GPENModelLoader"].execute("GPEN-TINY-64.pth", "fp32", "cpu", "[-1,1]").args[0]
     enhance.execute(torch.rand(1, 64, 64, 3), model, 0, -1, False, "model size", 1)
     assert (last_run.record is not None) == measured
+
+
+def test_every_combo_lists_a_core_constant(comfy):
+    """One source per option list: each node combo is the core's constant (or the node layer's own, read from
+    the core, in ``nodes/logic.py``); the model list is the files found."""
+    logic = pack_module("nodes.logic")
+    core = pack_module("gpen_core")
+    face = pack_module("gpen_core.face")
+    expected = {
+        ("GPENModelLoader", "precision"): core.PRECISIONS,
+        ("GPENModelLoader", "device"): logic.DEVICES,
+        ("GPENModelLoader", "input_range"): tuple(pack_module("gpen_core.arch.config").INPUT_RANGES),
+        ("GPENEnhance", "output_size"): logic.OUTPUT_SIZES,
+        ("GPENBenchmark", "size"): tuple(str(s) for s in pack_module("gpen_core.tools.bench").OFFICIAL_CONFIGS),
+        ("GPENBenchmark", "precisions"): logic.BENCH_PRECISIONS,
+        ("GPENFaceDetectorLoader", "detector"): ("auto", *face.DETECTOR_NAMES),
+        ("GPENFaceDetectorLoader", "device"): logic.DETECTOR_DEVICES,
+        ("selection",): (*face.FACE_ORDERS, *pack_module("gpen_core.face.detection").ORDER_ALIASES),
+        ("mask",): face.MASK_MODE_NAMES,
+        ("color_match",): pack_module("gpen_core.face.finish").COLOR_SPACES,
+    }
+    for node in comfy.nodes:
+        schema = node.define_schema()
+        for item in schema.inputs:
+            if item.io_type != "COMBO" or item.id == "model_name":
+                continue
+            key = (schema.node_id, item.id) if (schema.node_id, item.id) in expected else (item.id,)
+            assert key in expected, f"{schema.node_id}.{item.id}: a combo without a core constant in this table"
+            assert tuple(item.options) == tuple(expected[key]), f"{schema.node_id}.{item.id}: {item.options}"

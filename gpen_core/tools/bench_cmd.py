@@ -8,7 +8,7 @@ import torch
 
 from ..arch.tiled import MIN_TILE
 from ..checks import check_range
-from ..runtime.precision import PRECISIONS
+from ..runtime.precision import DTYPES
 from .arguments import check_device
 from .batch import UsageError
 
@@ -56,7 +56,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def add_bench_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("bench", parents=[common], help="time and peak memory per size and precision (seeded weights)")
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
-    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=PRECISIONS[1:])
+    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=tuple(DTYPES))
     p.add_argument("--device", default="auto")
     p.add_argument("--repeat", type=int, default=2, help="timed runs per row, >= 1 (the best is shown)")
     p.add_argument("--tile-size", type=int, default=256, help="tile size of the tiled rows")
