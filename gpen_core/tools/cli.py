@@ -34,6 +34,7 @@ from .batch import (
     plan_jobs,
     select_jobs,
 )
+from .download_cmd import add_download_parser
 from .gpu_check import add_gpu_check_parser
 
 log = logging.getLogger(__name__)
@@ -457,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     add_gpu_check_parser(sub, common)
+    add_download_parser(sub, common)
     return parser
 
 
