@@ -142,3 +142,21 @@ def test_auto_detector_and_mask_fetch_into_models_facedetection(folders, weights
     assert sorted(p.name for p in (models / "facedetection").iterdir()) == ["detection_Resnet50_Final.pth"]
     with pytest.raises(OSError, match="detection_mobilenet0.25_Final.pth failed: HTTP 404"):
         module.fetch_auto_detector("retinaface_mobile0.25")
+
+
+def test_cancelling_a_download_in_comfyui_keeps_its_part(folders, weights_host, monkeypatch):
+    module, models, extra = folders
+    weights_host.add("GPEN-BFR-2048.pth", bytes(3 << 20))  # 3 MiB: several chunks
+    calls = []
+
+    def cancel_on_second_chunk() -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            raise comfy_stubs.InterruptProcessingException()
+
+    monkeypatch.setattr(sys.modules["comfy.model_management"], "throw_exception_if_processing_interrupted",
+                        cancel_on_second_chunk)
+    with pytest.raises(comfy_stubs.InterruptProcessingException):
+        module.gpen_path("GPEN-BFR-2048.pth (download)")
+    assert sorted(p.name for p in (models / "gpen").iterdir()) == ["GPEN-BFR-2048.pth.part", "GPEN-BFR-512.pth"]
+    assert (models / "gpen" / "GPEN-BFR-2048.pth.part").stat().st_size == 2 << 20  # two 1 MiB chunks kept
