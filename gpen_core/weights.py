@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from .digests import changed_since_recorded
+
 StateDict = dict[str, torch.Tensor]
 CheckpointSource = str | os.PathLike | Mapping[str, torch.Tensor]
 
@@ -37,9 +39,13 @@ def describe(source: CheckpointSource) -> str:
 def read_file(path: str | os.PathLike) -> object:
     """Deserialise a checkpoint file without running code in it.
 
+    A file downloaded by :mod:`gpen_core.zoo.download` is first compared with the SHA-256 its
+    download recorded (:mod:`gpen_core.digests`).
+
     Raises:
         FileNotFoundError: no such file.
-        CheckpointError: unreadable, truncated, corrupt, or a pickle that asks to run code.
+        CheckpointError: unreadable, truncated, corrupt, a pickle that asks to run code, or a
+            downloaded file that changed on disk since its download.
     """
     path = Path(path)
     if path.is_dir():
@@ -51,6 +57,9 @@ def read_file(path: str | os.PathLike) -> object:
         )
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: the file is empty (0 bytes); download it again")
+    changed = changed_since_recorded(path)
+    if changed:
+        raise CheckpointError(changed)
     if path.suffix.lower() == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file

@@ -28,7 +28,7 @@ from .logic import (
     enhance_comfy_images,
     measure_wanted,
 )
-from .model_folders import gpen_files, gpen_path
+from .model_folders import DOWNLOAD_MARK, gpen_files, gpen_path, is_known_gpen_name
 
 __all__ = ["GPENBenchmark", "GPENEnhance", "GPENModel", "GPENVRAMReport", "LoadGPENModel", "interruptible_progress"]
 
@@ -46,6 +46,16 @@ class GPENHolder(torch.nn.Module):
 
 _loaded: weakref.WeakValueDictionary[tuple, comfy.model_patcher.ModelPatcher] = weakref.WeakValueDictionary()
 """Loaded models by (file, its mtime and size, options): reused while some graph holds them, never pinned."""
+
+
+def _default_model(files: list[str]) -> str | None:
+    """GPEN-BFR-512.pth when on disk; else None (ComfyUI shows the first file) when any file is on disk, so
+    adding the node never starts a download by itself; else GPEN-BFR-512.pth marked for download."""
+    if DEFAULT_MODEL in files:
+        return DEFAULT_MODEL
+    if any(not name.endswith(DOWNLOAD_MARK) for name in files):
+        return None
+    return DEFAULT_MODEL + DOWNLOAD_MARK if DEFAULT_MODEL + DOWNLOAD_MARK in files else None
 
 
 class LastRun:
@@ -69,9 +79,10 @@ class LoadGPENModel(io.ComfyNode):
             description="Load a GPEN generator (.pth/.pt/.safetensors) from models/gpen (or a GPEN-named file in "
                         "models/facerestore_models); size and width are read from the weights.",
             inputs=[
-                io.Combo.Input("model_name", options=files, default=DEFAULT_MODEL if DEFAULT_MODEL in files else None,
+                io.Combo.Input("model_name", options=files, default=_default_model(files),
                                tooltip="official GPEN-BFR-256/512/1024/2048 (or colorization/inpainting/Seg2face) "
-                                       "weights"),
+                                       "weights; names marked (download) are fetched into models/gpen and "
+                                       "verified on first run (GPEN_NO_DOWNLOAD=1 turns downloads off)"),
                 io.Combo.Input("precision", options=list(PRECISION_OPTIONS), default="auto",
                                tooltip="auto: bf16 on GPUs that support it, fp16 on other recent GPUs, fp32 on CPU; "
                                        "NaN in half precision is detected and, under auto, retried in a safer "
@@ -82,6 +93,13 @@ class LoadGPENModel(io.ComfyNode):
             ],
             outputs=[GPENModel.Output(display_name="gpen_model")],
         )
+
+    @classmethod
+    def validate_inputs(cls, model_name: str) -> bool | str:
+        """Accept an official name with or without the download mark (ComfyUI then skips its list check)."""
+        if is_known_gpen_name(model_name):
+            return True
+        return f"GPEN model {model_name!r} is neither in models/gpen nor an official name (refresh the page?)"
 
     @classmethod
     def execute(cls, model_name: str, precision: str, device: str, input_range: str) -> io.NodeOutput:

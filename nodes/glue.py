@@ -1,5 +1,5 @@
 """What every node module shares (imports ComfyUI): socket types, the device option, ComfyUI's progress
-bar with its cancel point, and making room for a GPEN run.
+bar with its cancel point (for runs and for weight downloads), and making room for a GPEN run.
 
 The option lists themselves live in :mod:`.logic` (no ComfyUI there), read from the core.
 """
@@ -30,6 +30,26 @@ def interruptible_progress(total: int) -> Callable[[int, int], None]:
     def progress(done: int, steps: int) -> None:
         mm.throw_exception_if_processing_interrupted()
         bar.update_absolute(done, steps)
+
+    return progress
+
+
+def download_progress() -> Callable[[int, int | None], None]:
+    """A ``progress(done_bytes, total_bytes)`` callback for a weights download: ComfyUI's progress bar
+    (updated once per percent) and the cancel point (a cancelled download keeps its ``.part`` and resumes)."""
+    bar: comfy.utils.ProgressBar | None = None
+    shown = -1
+
+    def progress(done: int, total: int | None) -> None:
+        nonlocal bar, shown
+        mm.throw_exception_if_processing_interrupted()
+        steps = total or max(done, 1)
+        if bar is None:
+            bar = comfy.utils.ProgressBar(steps)
+        percent = done * 100 // steps
+        if percent != shown:
+            shown = percent
+            bar.update_absolute(done, steps)
 
     return progress
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny seeded GPEN models (fast); one torch thread."""
+"""Shared fixtures: tiny seeded GPEN models (fast); one torch thread; no weight downloads unless a test asks."""
 from __future__ import annotations
 
 import importlib.util
@@ -18,6 +18,14 @@ if "OMP_NUM_THREADS" not in os.environ:
     # it takes CPU from the other processes (measured: tiling + restore + video tests 31 s instead of 77 s wall,
     # 19 instead of 71 CPU seconds). OMP_NUM_THREADS set in the environment wins.
     torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def no_weight_downloads(monkeypatch):
+    """Every test runs with ``GPEN_NO_DOWNLOAD=1``: a code path that would fetch official weights from the
+    internet meets the opt-out instead. The download tests lift it and serve the files from a loopback server."""
+    monkeypatch.setenv("GPEN_NO_DOWNLOAD", "1")
+    monkeypatch.delenv("GPEN_WEIGHTS_BASE_URL", raising=False)
 
 
 @pytest.fixture()

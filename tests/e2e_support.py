@@ -85,8 +85,10 @@ class ComfyServer:
         cmd = [python, "main.py", "--listen", "127.0.0.1", "--port", str(port), "--base-directory", str(base),
                "--database-url", "sqlite:///:memory:", *extra_args]
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - open while the server runs; closed in stop()
+        # the weights are placed by prepare_base: the pack must never fetch official files from the internet here
+        env = {**os.environ, "GPEN_NO_DOWNLOAD": "1"}
         self.proc = subprocess.Popen(cmd, cwd=comfyui_dir, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, env=env)
 
     def log_tail(self, chars: int = 6000) -> str:
         self._log.flush()

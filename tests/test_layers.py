@@ -1,9 +1,9 @@
 """Layers that stay: a module imports only from its own layer or the ones below it.
 
-weights, checks -> arch -> runtime, images -> loading, enhance, run options -> face -> zoo -> tools -> the
-``gpen_core`` package itself (its public names) -> nodes (ComfyUI). The core never imports ``nodes`` or
-ComfyUI (``comfy``, ``comfy_api``, ``folder_paths``, ``server``). Imports inside functions count; only
-``if TYPE_CHECKING:`` imports do not (see ``import_graph``).
+weights, checks, the official files' table, digests -> arch -> runtime, images -> loading, enhance, run
+options -> face -> zoo -> tools -> the ``gpen_core`` package itself (its public names) -> nodes (ComfyUI).
+The core never imports ``nodes`` or ComfyUI (``comfy``, ``comfy_api``, ``folder_paths``, ``server``).
+Imports inside functions count; only ``if TYPE_CHECKING:`` imports do not (see ``import_graph``).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from helpers import REPO_ROOT
 
 PACKAGES = ("gpen_core", "nodes")
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("gpen_core.weights", "gpen_core.checks"),
+    ("gpen_core.weights", "gpen_core.checks", "gpen_core.official_files", "gpen_core.digests"),
     ("gpen_core.arch",),
     ("gpen_core.runtime", "gpen_core.images"),
     ("gpen_core.loading", "gpen_core.enhance", "gpen_core.run_options"),

@@ -176,6 +176,19 @@ def test_loader_shares_one_model_per_file_and_options(comfy):
         loader.execute("missing.pth", "fp32", "cpu", "[-1,1]")
 
 
+def test_loader_offers_official_files_and_never_defaults_to_a_download_when_a_file_is_there(comfy, tmp_path):
+    loader = next(n for n in comfy.nodes if n.define_schema().node_id == "GPENModelLoader")
+    model_name = loader.define_schema().inputs[0]
+    assert model_name.options == ["GPEN-TINY-64.pth", "GPEN-BFR-256.pth (download)", "GPEN-BFR-512.pth (download)",
+                                  "GPEN-BFR-1024.pth (download)", "GPEN-BFR-2048.pth (download)"]
+    assert model_name.default is None  # ComfyUI shows the first: the file on disk
+    for name in ("GPEN-TINY-64.pth", "GPEN-BFR-1024.pth (download)", "GPEN-BFR-1024.pth"):
+        assert loader.validate_inputs(name) is True, name  # saved before or after the download
+    assert "neither in models/gpen nor an official name" in loader.validate_inputs("GPEN-BFR-300.pth")
+    (tmp_path / "models" / "gpen" / "GPEN-TINY-64.pth").unlink()
+    assert loader.define_schema().inputs[0].default == "GPEN-BFR-512.pth (download)"  # a fresh install
+
+
 @pytest.mark.parametrize(("prompt", "measured"), [
     (None, True),  # prompt unknown: measure
     ({"1": {"class_type": "GPENEnhance", "inputs": {}}}, False),

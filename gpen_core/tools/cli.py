@@ -16,6 +16,7 @@ from ..weights import CheckpointError
 from .batch import UsageError
 from .bench_cmd import add_bench_parser
 from .convert_cmd import add_convert_parser
+from .download_cmd import add_download_parser
 from .enhance_cmd import add_enhance_parser, parse_tile_size
 from .gpu_check import add_gpu_check_parser
 
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_convert_parser(sub, common)
     add_bench_parser(sub, common)
     add_gpu_check_parser(sub, common)
+    add_download_parser(sub, common)
     return parser
 
 

@@ -1,6 +1,7 @@
 """Find and load face-detector weights: RetinaFace (facexlib files) or MTCNN (facenet-pytorch files).
 
-Nothing is ever downloaded. Weights are looked up in the folders the caller passes (the node
+Nothing is downloaded here (:func:`gpen_core.zoo.locate.fetch_detector_weights` fetches the
+RetinaFace files beforehand). Weights are looked up in the folders the caller passes (the node
 layer passes ComfyUI's ``models/facedetection``) and, for MTCNN, in the data folder of an
 installed facenet-pytorch package (located without importing it).
 """
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from ...official_files import OFFICIAL_FILES, download_url, require_official
 from .detectors import FaceDetector, MTCNNDetector, RetinaFaceDetector
 from .errors import DetectorWeightsNotFoundError, InvalidDetectorWeightsError
 from .mtcnn import MTCNN_WEIGHT_FILES, find_facenet_pytorch_data_dir, load_mtcnn_nets
@@ -20,11 +22,8 @@ from .retinaface import load_retinaface_net
 
 logger = logging.getLogger(__name__)
 
-RETINAFACE_WEIGHT_FILES: dict[str, str] = {
-    "retinaface_resnet50": "detection_Resnet50_Final.pth",
-    "retinaface_mobile0.25": "detection_mobilenet0.25_Final.pth",
-}
-RETINAFACE_DOWNLOAD_URL = "https://github.com/xinntao/facexlib/releases/download/v0.1.0/{file_name}"
+RETINAFACE_WEIGHT_FILES: dict[str, str] = {e.name: e.file_name for e in OFFICIAL_FILES if e.network == "retinaface"}
+"""Detector name -> file name (``retinaface_resnet50``, then ``retinaface_mobile0.25``), from the official table."""
 DETECTOR_NAMES: tuple[str, ...] = (*RETINAFACE_WEIGHT_FILES, "mtcnn")
 _NAME_ALIASES: dict[str, str] = {
     "retinaface": "retinaface_resnet50",
@@ -34,6 +33,13 @@ _NAME_ALIASES: dict[str, str] = {
 }
 MTCNN_SUBFOLDER = "mtcnn"
 FACENET_PYTORCH_INSTALL = "pip install --no-deps facenet-pytorch==2.6.0"
+
+
+def canonical_detector_name(name: str | Path) -> str:
+    """The detector name ``name`` stands for (``"retinaface"`` -> ``"retinaface_resnet50"``, lowercase);
+    anything else (``auto``, ``mtcnn``, a path) comes back stripped and lowercased."""
+    key = str(name).strip().lower()
+    return _NAME_ALIASES.get(key, key)
 
 
 def _normalise_dirs(search_dirs: Iterable[str | Path] | str | Path) -> list[Path]:
@@ -79,9 +85,9 @@ def find_retinaface_weights(name: str, search_dirs: Iterable[str | Path]) -> Pat
     where = ", ".join(str(d) for d in dirs) if dirs else "(no folders were given)"
     raise DetectorWeightsNotFoundError(
         f"Face detector '{name}' needs the file '{file_name}', which was not found in: {where}. "
-        f"Download it from {RETINAFACE_DOWNLOAD_URL.format(file_name=file_name)} and put it in "
-        f"{dirs[0] if dirs else 'ComfyUI/models/facedetection'} (for ComfyUI: models/facedetection/). "
-        f"Nothing is downloaded automatically. Alternatively use the 'mtcnn' detector: "
+        f"Download it from {download_url(require_official(name))} and put it in "
+        f"{dirs[0] if dirs else 'ComfyUI/models/facedetection'} (for ComfyUI: models/facedetection/), or run "
+        f"`gpen download {name}` (it fetches and verifies it). Alternatively use the 'mtcnn' detector: "
         f"`{FACENET_PYTORCH_INSTALL}` provides its weights."
     )
 
@@ -143,8 +149,7 @@ def load_detector(
             put where).
         InvalidDetectorWeightsError: a file was found but is not usable.
     """
-    key = str(name_or_path).strip()
-    name = _NAME_ALIASES.get(key.lower(), key.lower())
+    name = canonical_detector_name(name_or_path)
     if name == "auto":
         return _first_available_detector(search_dirs, device, detector_options)
     if name in RETINAFACE_WEIGHT_FILES:

@@ -3,7 +3,8 @@
 Both files hold the same 238-key plain state dict. Reading is as safe as for GPEN checkpoints
 (``torch.load(weights_only=True)``: a pickle that asks to run code is refused; ``.safetensors``
 is accepted too); the architecture is read from the tensor shapes and the keys are checked
-strictly, with errors that name the file. Nothing is ever downloaded.
+strictly, with errors that name the file. Nothing is downloaded here
+(:func:`gpen_core.zoo.locate.fetch_parser_weights` fetches a file beforehand).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from ...official_files import OFFICIAL_FILES, download_url
 from ...weights import CheckpointError, describe, find_tensors, load_strict, read_file
 from ..masks import mask_mode
 from .face_parser import FaceParser
@@ -33,11 +35,9 @@ __all__ = [
     "require_parser_weights",
 ]
 
-PARSER_DOWNLOADS: dict[str, str] = {
-    "ParseNet-latest.pth": "https://public-vigen-video.oss-cn-shanghai.aliyuncs.com/robin/models/ParseNet-latest.pth",
-    "parsing_parsenet.pth": "https://github.com/xinntao/facexlib/releases/download/v0.2.2/parsing_parsenet.pth",
-}
-"""The two official files (same network), in lookup order, with where their projects publish them."""
+PARSER_DOWNLOADS: dict[str, str] = {e.file_name: e.url for e in OFFICIAL_FILES if e.network == "parsenet"}
+"""The two official files (same network), in lookup order, with where their projects publish them (the
+official table, :mod:`gpen_core.official_files`)."""
 
 _MARKERS = ("encoder.0.conv2d.weight", "out_mask_conv.conv2d.weight")
 _OTHER_NETWORKS = (
@@ -84,12 +84,12 @@ def require_parser_weights(search_dirs: Iterable[str | os.PathLike] | str | os.P
         return found
     dirs = [str(search_dirs)] if isinstance(search_dirs, (str, os.PathLike)) else [str(d) for d in search_dirs]
     where = ", ".join(dirs) if dirs else "(no folders were given)"
-    sources = "; ".join(f"{name} from {url}" for name, url in PARSER_DOWNLOADS.items())
+    sources = "; ".join(f"{e.file_name} from {download_url(e)}" for e in OFFICIAL_FILES if e.network == "parsenet")
     raise ParserWeightsNotFoundError(
         f"The face-parsing paste mask needs ParseNet weights, which were not found in: {where}. "
         f"Download one of them yourself ({sources}) and put it in one of those folders "
-        "(for ComfyUI: models/facedetection/ or models/gpen/), or use the 'box' mask. "
-        "Nothing is downloaded automatically."
+        "(for ComfyUI: models/facedetection/ or models/gpen/), run `gpen download ParseNet-latest` (it fetches "
+        "and verifies it), or use the 'box' mask."
     )
 
 
