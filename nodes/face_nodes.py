@@ -33,7 +33,7 @@ from .logic import (
     SELECTION_OPTIONS,
     measure_wanted,
 )
-from .model_folders import facedetection_folders, parser_folders
+from .model_folders import facedetection_folders, fetch_auto_detector, fetch_auto_parser, parser_folders
 
 Faces = io.Custom("GPEN_FACES")
 """A :class:`gpen_core.face.faces.AlignedFaces`: where each aligned crop came from."""
@@ -61,6 +61,7 @@ class LoadFaceDetector(io.ComfyNode):
     @classmethod
     def execute(cls, detector: str, device: str) -> io.NodeOutput:
         target = mm.get_torch_device() if device == "auto" else "cpu"
+        fetch_auto_detector(detector)  # auto / RetinaFace: the file downloaded when missing (GPEN_NO_DOWNLOAD=1: never)
         return io.NodeOutput(load_detector(detector, facedetection_folders(), device=target))
 
 
@@ -183,6 +184,7 @@ class GPENFaceRestore(io.ComfyNode):
         detect = detect_options(score_threshold, min_face_size, selection, max_faces, face_indices, max_face_size)
         options = RestoreOptions(detect, TrackOptions(landmark_smoothing), paste, RunOptions(tile_size))
         gpen = gpen_model.model.gpen
+        fetch_auto_parser(mask)
         parser = load_parser_for_mask(mask, parser_folders(), device=gpen_model.load_device, dtype=gpen.dtype)
         networks = FaceNetworks(gpen, face_detector, parser)
         needed = restore_memory(networks, image, options, upscaled_image, free_bytes(gpen_model))
@@ -267,8 +269,10 @@ class GPENPasteFaces(io.ComfyNode):
                 color_match="off") -> io.NodeOutput:
         paste = paste_options(fidelity, upscale_factor, mask, keep_hair, keep_neck, smooth_small_faces, keep_grey,
                               color_match)
-        parser = None if face_masks is not None else load_parser_for_mask(mask, parser_folders(),
-                                                                           device=mm.get_torch_device())
+        parser = None
+        if face_masks is None:  # a MASK per crop wins over the mask mode
+            fetch_auto_parser(mask)
+            parser = load_parser_for_mask(mask, parser_folders(), device=mm.get_torch_device())
         out, paste_mask = paste_comfy_images(image, faces, restored_faces, paste, face_masks=face_masks,
                                              parser=parser, progress=interruptible_progress(1))
         return io.NodeOutput(out, paste_mask)

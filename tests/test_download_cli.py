@@ -111,3 +111,54 @@ def test_the_opt_out_exits_2(server, monkeypatch, tmp_path, capsys):
     assert main(["download", "GPEN-BFR-512", "--models-dir", str(tmp_path)]) == 2
     assert "downloads are turned off (GPEN_NO_DOWNLOAD is set)" in capsys.readouterr().err
     assert server.requests == [] and list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def gpen256_bytes() -> bytes:
+    from gpen_core.arch.config import GPENConfig
+    from gpen_core.arch.seeded import seeded_state_dict
+
+    buffer = io.BytesIO()
+    torch.save(seeded_state_dict(GPENConfig(256, 1, 0.5), 3), buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.slow
+def test_enhance_takes_an_official_name_and_fetches_it(server, gpen256_bytes, tmp_path, capsys):
+    """``enhance --model GPEN-BFR-256 --models-dir D``: the file is fetched into D/gpen, verified, then used."""
+    from PIL import Image
+
+    server.add("GPEN-BFR-256.pth", gpen256_bytes)
+    Image.new("RGB", (32, 32), (90, 60, 40)).save(tmp_path / "crop.png")
+    argv = ["enhance", str(tmp_path / "crop.png"), "--aligned", "--model", "GPEN-BFR-256", "--models-dir",
+            str(tmp_path / "models"), "-o", str(tmp_path / "out")]
+    assert main(argv) == 0
+    assert (tmp_path / "models" / "gpen" / "GPEN-BFR-256.pth").read_bytes() == gpen256_bytes
+    assert Image.open(tmp_path / "out" / "crop.png").size == (256, 256)
+    assert main([*argv[:-1], str(tmp_path / "out2")]) == 0  # found on disk the second time
+    assert len(server.requested("GPEN-BFR-256.pth")) == 1
+
+
+def test_enhance_fetches_the_detector_it_names(server, mobile_bytes, tmp_path, capsys, tiny_state):
+    from PIL import Image
+
+    server.add(MOBILE.file_name, mobile_bytes)
+    torch.save(tiny_state, tmp_path / "tiny.pth")
+    Image.new("RGB", (48, 40), (90, 60, 40)).save(tmp_path / "photo.png")
+    code = main(["enhance", str(tmp_path / "photo.png"), "--model", str(tmp_path / "tiny.pth"), "--models-dir",
+                 str(tmp_path / "models"), "--detector", "retinaface_mobile0.25", "--mask", "box",
+                 "-o", str(tmp_path / "out")])
+    assert code == 0 and (tmp_path / "models" / "facedetection" / MOBILE.file_name).read_bytes() == mobile_bytes
+    assert "0 face(s) found" in capsys.readouterr().err
+
+
+def test_enhance_with_downloads_off_says_where_the_file_goes(server, monkeypatch, tmp_path, capsys):
+    from PIL import Image
+
+    monkeypatch.setenv(locate.NO_DOWNLOAD_ENV, "1")
+    Image.new("RGB", (32, 32)).save(tmp_path / "crop.png")
+    code = main(["enhance", str(tmp_path / "crop.png"), "--aligned", "--model", "GPEN-BFR-512", "--models-dir",
+                 str(tmp_path / "models"), "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "GPEN-BFR-512.pth" in err and "GPEN_NO_DOWNLOAD" in err and str(tmp_path / "models") in err
+    assert not (tmp_path / "out").exists() and server.requested("GPEN-BFR-512.pth") == []

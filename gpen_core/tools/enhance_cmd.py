@@ -23,10 +23,20 @@ from ..face.masks import MASK_MODE_NAMES, MASK_MODES
 from ..face.options import DetectOptions, PasteOptions, RestoreOptions, TrackOptions
 from ..face.stats import RestoreStats
 from ..images.files import BYTES_PER_PIXEL_READ, MAX_FRAMES, MAX_PIXELS
+from ..official_files import official_names
 from ..run_options import AUTO_TILE, EXACT_OVERLAP, RunOptions
 from ..runtime.precision import PRECISIONS
+from ..zoo.locate import (
+    MODELS_DIR_ENV,
+    fetch_detector_weights,
+    fetch_parser_weights,
+    models_dirs,
+    resolve_weights,
+    search_folders,
+)
 from .arguments import check_checkpoint_path, check_device
 from .batch import Failures, Job, OutputFolder, UsageError, collect_inputs, plan_jobs, select_jobs
+from .download_cmd import TqdmProgress
 from .jobs import JobSettings, RuntimeSpec, job_label, load_runtime, run_job
 from .progress import ProgressLine
 
@@ -107,20 +117,42 @@ def enhance_settings(args: argparse.Namespace) -> JobSettings:
     return JobSettings(restore, aligned=args.aligned, keep_size=args.keep_size, max_pixels=args.max_pixels)
 
 
-def runtime_spec(args: argparse.Namespace, model_path: Path) -> RuntimeSpec:
-    """What the workers load: ``--parser``, else the ``--detector-dir`` folders and the folder of ``--model``."""
-    parser_where: str | tuple[str, ...] = args.parser or (*(args.detector_dir or []), str(model_path.parent))
+def runtime_spec(args: argparse.Namespace) -> RuntimeSpec:
+    """What the workers load, every file on disk: ``--model`` as a path, a file of the models folders or an
+    official name (downloaded when missing); the detector's and the parser's files likewise (``auto`` fetches
+    RetinaFace ResNet-50 and ParseNet when none is there; ``GPEN_NO_DOWNLOAD=1`` turns downloads off). The
+    parser is ``--parser``, else looked for in the detector folders and the folder of the model.
+
+    Raises:
+        UsageError: no such model file or name; DownloadError: a download failed.
+    """
+    models = tuple(args.models_dir or ())
+    if Path(args.model).is_dir():
+        check_checkpoint_path(args.model)  # raises: a folder, naming the checkpoints in it
+    try:
+        model_path = resolve_weights(args.model, "gpen", models, progress=TqdmProgress(f"--model {args.model}"))
+    except (FileNotFoundError, ValueError) as err:
+        raise UsageError(f"--model {args.model}: {err}") from None
+    if args.aligned:
+        return RuntimeSpec(model=str(model_path), device=args.device, precision=args.precision,
+                           input_range=args.input_range, compile=args.compile, detector=None)
+    detector = args.detector or "auto"
+    detector_dirs = (*(args.detector_dir or ()), *map(str, search_folders("facedetection", models_dirs(models))))
+    fetch_detector_weights(detector, detector_dirs, progress=TqdmProgress("face detector"))
+    mask = args.mask or MASK_MODE_NAMES[0]
+    parser_where: str | tuple[str, ...] = args.parser or (*detector_dirs, str(model_path.parent))
+    if not (args.parser and Path(args.parser).is_file()):
+        fetch_parser_weights(mask, list(parser_where) if isinstance(parser_where, tuple) else [parser_where],
+                             progress=TqdmProgress("face parser"))
     return RuntimeSpec(
         model=str(model_path), device=args.device, precision=args.precision, input_range=args.input_range,
-        compile=args.compile, detector=None if args.aligned else (args.detector or "auto"),
-        detector_dirs=tuple(args.detector_dir or ()), mask=args.mask or "auto", parser_where=parser_where,
+        compile=args.compile, detector=detector, detector_dirs=detector_dirs, mask=mask, parser_where=parser_where,
     )
 
 
 def cmd_enhance(args: argparse.Namespace) -> int:
     settings = enhance_settings(args)
     check_device(args.device)
-    model_path = check_checkpoint_path(args.model)
     files, ignored = collect_inputs(args.inputs)
     out_dir = Path(args.output)
     failures = Failures()
@@ -142,7 +174,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     folder.prepare()
     written = 0
     try:
-        runtime = load_runtime(runtime_spec(args, model_path))
+        runtime = load_runtime(runtime_spec(args))
         written = run_local(jobs, settings, runtime, failures, debug=args.debug)
     finally:
         if written == 0:
@@ -230,7 +262,13 @@ def add_enhance_parser(sub: argparse._SubParsersAction, common: argparse.Argumen
     p.add_argument("--max-face-size", type=float, default=None,
                    help="ignore faces whose box side max(w, h) is larger (px); 0: no bound")
     p.add_argument("--score-threshold", type=float, default=None, help="detector confidence; 0: the detector's default")
-    p.add_argument("--model", required=True, help="GPEN checkpoint (.pth/.pt/.safetensors)")
+    p.add_argument("--model", required=True,
+                   help="GPEN checkpoint (.pth/.pt/.safetensors), a file of the models folders, or an official name "
+                        f"({', '.join(official_names('gpen'))}: downloaded into the models folder when missing)")
+    p.add_argument("--models-dir", action="append", default=None,
+                   help="a ComfyUI models folder (holding gpen/ and facedetection/; repeatable); also "
+                        f"{MODELS_DIR_ENV} "
+                        "and, when the pack sits in ComfyUI/custom_nodes, that ComfyUI's models folder")
     p.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
     p.add_argument("--keep-size", action="store_true", help="--aligned: write at the input size, not the model size")
     p.add_argument("--precision", choices=PRECISIONS, default="auto")

@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 
 from ..face.detection.loader import RETINAFACE_WEIGHT_FILES, canonical_detector_name
+from ..face.masks import mask_mode
 from ..face.parsing.load import find_parser_weights
 from ..official_files import (
     AUTO_DETECTOR,
@@ -248,7 +249,7 @@ def fetch_parser_weights(
     Returns:
         The file found or downloaded, or None when none is needed or allowed.
     """
-    if mask == "box" or not downloads_allowed():
+    if mask_mode(mask).parser == "never" or not downloads_allowed():
         return None
     found = find_parser_weights(folders)
     if found is not None:
