@@ -1,0 +1,1 @@
+"""The model zoo: every network this package loads, what its files are, where they live (:mod:`.registry`)."""
