@@ -207,3 +207,23 @@ def test_an_in_memory_state_dict_is_checked_too():
     views = expanded_views({k: tuple(v.shape) for k, v in state.items()})
     with pytest.raises(g.CheckpointError, match="an expanded view"):
         g.load_model(views)
+
+
+@pytest.mark.parametrize(("dtype", "value", "reason"), [
+    (torch.bool, None, "is bool; weights must be"),
+    (torch.float8_e5m2, None, "is float8_e5m2; weights must be"),
+    (torch.float32, float("nan"), r"holds 1 NaN or infinite value\(s\)"),
+])
+def test_safetensors_files_get_the_same_checks(tmp_path, dtype, value, reason):
+    from safetensors.torch import save_file
+
+    state = g.seeded_state_dict(SMALL_GPEN, 3)
+    key = hostile_key(state)
+    state[key] = state[key].clone()
+    if value is not None:
+        state[key].view(-1)[0] = value
+    state[key] = state[key].to(dtype)
+    path = tmp_path / "GPEN-BFR-512.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(g.CheckpointError, match=rf"{re.escape(str(path))}: tensor '{re.escape(key)}' {reason}"):
+        g.load_model(path)

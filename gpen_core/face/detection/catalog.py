@@ -11,28 +11,25 @@ from __future__ import annotations
 from ...network_entry import NetworkEntry, WeightsFile
 from .detectors import MTCNNDetector, RetinaFaceDetector
 from .mtcnn import MTCNN_FILES, assemble_mtcnn, facenet_pytorch_folders
-from .retinaface import RETINAFACE_FILES
+from .retinaface import RETINAFACE_FILES, RetinaFaceBackbone
 
 FACENET_PYTORCH_INSTALL = "pip install --no-deps facenet-pytorch==2.6.0"
 
-RETINAFACE_RESNET50 = NetworkEntry(
-    name="retinaface_resnet50",
-    task="detect",
-    folder="facedetection",
-    files=(RETINAFACE_FILES["resnet50"],),
-    aliases=("retinaface", "retinaface_resnet"),
-    runner=RetinaFaceDetector,
-    advice=f"Alternatively use the 'mtcnn' detector: `{FACENET_PYTORCH_INSTALL}` provides its weights.",
-)
-RETINAFACE_MOBILE = NetworkEntry(
-    name="retinaface_mobile0.25",
-    task="detect",
-    folder="facedetection",
-    files=(RETINAFACE_FILES["mobile0.25"],),
-    aliases=("retinaface_mobilenet0.25", "retinaface_mobilenet"),
-    runner=RetinaFaceDetector,
-    advice=RETINAFACE_RESNET50.advice,
-)
+
+def _retinaface(backbone: RetinaFaceBackbone, aliases: tuple[str, ...]) -> NetworkEntry:
+    return NetworkEntry(
+        name=f"retinaface_{backbone}",
+        task="detect",
+        folder="facedetection",
+        files=(RETINAFACE_FILES[backbone],),
+        aliases=aliases,
+        runner=RetinaFaceDetector,
+        advice=f"Alternatively use the 'mtcnn' detector: `{FACENET_PYTORCH_INSTALL}` provides its weights.",
+    )
+
+
+RETINAFACE_RESNET50 = _retinaface("resnet50", ("retinaface", "retinaface_resnet"))
+RETINAFACE_MOBILE = _retinaface("mobile0.25", ("retinaface_mobilenet0.25", "retinaface_mobilenet"))
 MTCNN = NetworkEntry(
     name="mtcnn",
     task="detect",
