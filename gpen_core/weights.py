@@ -2,7 +2,8 @@
 
 One reader (:func:`read_state`: :func:`read_file` then :func:`find_tensors`), one rule for ``module.``
 prefixes (:func:`strip_module_prefix`) and one strict builder (:func:`build_checked`) serve every
-network, with the checks of :mod:`gpen_core.weight_checks` on the way. Accepted: ``.pth``/``.pt``
+network, with the checks of :mod:`gpen_core.file_checks` (before ``torch.load``) and
+:mod:`gpen_core.weight_checks` (on the tensors) on the way. Accepted: ``.pth``/``.pt``
 (read with ``torch.load(weights_only=True)``: code in a pickle is refused, never run), ``.safetensors``,
 training checkpoints that nest the weights under ``g_ema``, ``params_ema``, ``state_dict``, ``params``,
 ``model`` or ``generator``, and ``module.`` key prefixes.
