@@ -14,11 +14,11 @@ from .arch.config import ConfigError, GPENConfig, config_from_state_dict
 from .arch.generator import GPEN
 from .arch.seeded import seeded_input, seeded_state_dict
 from .enhance import enhance_images
-from .loading import build_model, load_model
+from .loading import build_model, load_model, load_state_dict
 from .runtime.precision import PRECISIONS, NonFiniteOutputError, resolve_device, resolve_dtype
 from .runtime.report import memory_report
 from .runtime.strategy import GPENOutOfMemoryError, Strategy
-from .weights import CheckpointError, load_state_dict, save_safetensors
+from .weights import CheckpointError, save_safetensors
 
 __all__ = [
     "GPEN",

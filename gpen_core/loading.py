@@ -1,19 +1,47 @@
-"""``load_model``: a checkpoint (file or state dict) to a ready :class:`GPEN` on a device, and
-``safer_copy``: the same weights as a new model in a safer precision (the ``auto`` fallback)."""
+"""``load_model``: a checkpoint (file or state dict) to a ready :class:`GPEN` on a device,
+``safer_copy``: the same weights as a new model in a safer precision (the ``auto`` fallback), and
+:data:`GPEN_NETWORK`, the generator's model-zoo entry."""
 from __future__ import annotations
+
+import os
+from collections.abc import Mapping
 
 import torch
 
-from .arch.config import ConfigError, config_from_state_dict
+from .arch.config import OFFICIAL_CONFIGS, ConfigError, config_from_state_dict
 from .arch.generator import GPEN
 from .arch.graphs import COMPILE_MODES
 from .checks import check_choice
+from .network_entry import NetworkEntry, WeightsFile
 from .runtime.precision import NAMES, resolve_device, resolve_dtype
-from .weights import CheckpointError, CheckpointSource, describe, key_mismatch, load_state_dict
+from .weights import CheckpointError, CheckpointSource, StateDict, build_checked, describe, read_state
+
+GENERATOR_MARKERS = ("generator.input.input", "final_linear.0.weight", "ecd0.0.0.weight")
+"""Keys every GPEN ``FullGenerator`` state dict has."""
+
+
+def _gpen_why_not(state: Mapping[str, torch.Tensor]) -> str | None:
+    """None for a GPEN generator state dict, else what it is instead (a discriminator) or what is missing."""
+    keys = set(state)
+    if all(marker in keys for marker in GENERATOR_MARKERS):
+        return None
+    if "final_conv.0.weight" in keys or any(k.startswith("convs.") and ".conv1." in k for k in keys):
+        return (
+            "this is a GPEN discriminator (as in GPEN-BFR-*-D.pth), used only for training. "
+            "Load the generator file instead, e.g. GPEN-BFR-512.pth."
+        )
+    sample = ", ".join(sorted(keys)[:6])
+    return (
+        f"not a GPEN generator; expected keys such as {', '.join(GENERATOR_MARKERS)}, "
+        f"found {len(keys)} tensors like {sample}"
+    )
 
 
 def build_model(state: dict[str, torch.Tensor], *, name: str = "<state dict>", input_range: str = "[-1,1]") -> GPEN:
     """A float32 CPU :class:`GPEN` holding ``state``, loaded strictly.
+
+    The configuration is read from the shapes, the network of that configuration is compared with
+    ``state`` on the meta device, and only then built (:func:`gpen_core.weights.build_checked`).
 
     Raises:
         CheckpointError: shapes that fit no GPEN, or missing, unexpected or mis-shaped keys.
@@ -22,12 +50,48 @@ def build_model(state: dict[str, torch.Tensor], *, name: str = "<state dict>", i
         config = config_from_state_dict(state, input_range=input_range)
     except ConfigError as err:
         raise CheckpointError(f"{name}: {err}") from err
-    model = GPEN(config)
-    mismatch = key_mismatch(model.state_dict(), state)
-    if mismatch:
-        raise CheckpointError(f"{name}: does not match GPEN-{config.size} ({config}): {mismatch}")
-    model.load_state_dict(state, strict=True)
-    return model.eval().requires_grad_(False)
+    return build_checked(lambda: GPEN(config), state, name, f"GPEN-{config.size} ({config})")
+
+
+GPEN_FILE = WeightsFile(
+    names=tuple(f"GPEN-BFR-{size}.pth" for size in sorted(OFFICIAL_CONFIGS, key=lambda size: size != 512)),
+    what="GPEN generator",
+    why_not=_gpen_why_not,
+    build=lambda state, name: build_model(state, name=name),
+)
+"""A GPEN ``FullGenerator`` file (the BFR releases; the colorization, inpainting and Seg2face ones load too;
+where each is published: :data:`gpen_core.official_files.OFFICIAL_FILES`)."""
+
+GPEN_NETWORK = NetworkEntry(
+    name="gpen",
+    task="restore",
+    folder="gpen",
+    files=(GPEN_FILE,),
+    aliases=("gpen-bfr",),
+    sizes=tuple(OFFICIAL_CONFIGS),
+    supports_half=True,
+    supports_bfloat16=True,
+)
+"""GPEN in the model zoo: any size from 16 to 2048 loads; :attr:`~NetworkEntry.sizes` are the releases."""
+
+
+def load_state_dict(source: CheckpointSource) -> StateDict:
+    """A GPEN generator state dict from a file path or a (possibly nested) mapping, checked for use:
+    read safely, recognised, float dtypes and finite values (:mod:`gpen_core.weight_checks`).
+
+    Raises:
+        FileNotFoundError: no such file (the message says where the official weights go).
+        CheckpointError: see :func:`gpen_core.weights.read_file`; also for a discriminator
+            file (``GPEN-BFR-*-D.pth``) or another architecture, NaN/inf or non-float tensors.
+    """
+    if isinstance(source, (str, os.PathLike)) and not os.path.exists(source):
+        raise FileNotFoundError(
+            f"GPEN checkpoint not found: {source}. Download the official weights (e.g. GPEN-BFR-512.pth) "
+            "yourself and put them in ComfyUI/models/gpen/ or pass the right path."
+        )
+    state = read_state(source)
+    GPEN_FILE.accept(state, describe(source))
+    return state
 
 
 def load_model(

@@ -19,7 +19,8 @@ from urllib.parse import quote
 
 FolderKind = Literal["gpen", "facedetection"]
 """The ComfyUI models subfolder a file lands in (``models/gpen``, ``models/facedetection``)."""
-Network = Literal["gpen", "retinaface", "parsenet"]
+Network = Literal["gpen", "retinaface_resnet50", "retinaface_mobile0.25", "parsenet"]
+"""The registry's name of the network a file holds (:data:`gpen_core.zoo.registry.NETWORKS`)."""
 
 GPEN_HOST = "https://public-vigen-video.oss-cn-shanghai.aliyuncs.com/robin/models/"
 """GPEN's release host (yangxy/GPEN README)."""
@@ -38,9 +39,9 @@ class OfficialFile:
         file_name: the published file name, kept on disk.
         url: where its project publishes it.
         folder: the models subfolder it lands in.
-        network: what the file must hold.
-        config: what its tensor shapes must show (fields of ``GPENConfig`` / ``ParseNetConfig``,
-            or the RetinaFace ``backbone``); a file under this name that shows anything else is refused.
+        network: the network the file must hold (a name of the registry, :mod:`gpen_core.zoo.registry`).
+        config: what its tensor shapes must show beyond the network (fields of ``GPENConfig`` /
+            ``ParseNetConfig``); a file under this name that shows anything else is refused.
         published_in: where the URL comes from.
     """
 
@@ -71,11 +72,11 @@ OFFICIAL_FILES: tuple[OfficialFile, ...] = (
     _gpen(1024, 2, 1.0, _SAME_HOST),
     _gpen(2048, 2, 1.0, _SAME_HOST),
     OfficialFile("retinaface_resnet50", "detection_Resnet50_Final.pth",
-                 f"{FACEXLIB_RELEASES}v0.1.0/detection_Resnet50_Final.pth", "facedetection", "retinaface",
-                 {"backbone": "resnet50"}, "xinntao/facexlib detection/__init__.py"),
+                 f"{FACEXLIB_RELEASES}v0.1.0/detection_Resnet50_Final.pth", "facedetection", "retinaface_resnet50",
+                 {}, "xinntao/facexlib detection/__init__.py"),
     OfficialFile("retinaface_mobile0.25", "detection_mobilenet0.25_Final.pth",
-                 f"{FACEXLIB_RELEASES}v0.1.0/detection_mobilenet0.25_Final.pth", "facedetection", "retinaface",
-                 {"backbone": "mobile0.25"}, "xinntao/facexlib detection/__init__.py"),
+                 f"{FACEXLIB_RELEASES}v0.1.0/detection_mobilenet0.25_Final.pth", "facedetection",
+                 "retinaface_mobile0.25", {}, "xinntao/facexlib detection/__init__.py"),
     OfficialFile("ParseNet-latest", "ParseNet-latest.pth", f"{GPEN_HOST}ParseNet-latest.pth", "facedetection",
                  "parsenet", _PARSENET, _GPEN_README),
     OfficialFile("parsing_parsenet", "parsing_parsenet.pth", f"{FACEXLIB_RELEASES}v0.2.2/parsing_parsenet.pth",

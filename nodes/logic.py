@@ -7,16 +7,15 @@ from typing import Any
 
 import torch
 
-from ..gpen_core.arch.config import INPUT_RANGES
+from ..gpen_core.arch.config import INPUT_RANGES, OFFICIAL_CONFIGS
 from ..gpen_core.arch.generator import GPEN
 from ..gpen_core.enhance import Enhanced, enhance_images
-from ..gpen_core.face.detection.loader import DETECTOR_NAMES
+from ..gpen_core.face.detection.catalog import DETECTOR_NAMES
 from ..gpen_core.face.detection.selection import FACE_ORDERS, ORDER_ALIASES
 from ..gpen_core.run_options import AUTO_TILE, RunOptions
 from ..gpen_core.runtime.memory import allocator_module
 from ..gpen_core.runtime.precision import DTYPES, PRECISIONS
 from ..gpen_core.runtime.report import RunRecord
-from ..gpen_core.tools.bench import OFFICIAL_CONFIGS
 
 # ----------------------------------------------------------------------------- widget option lists
 # Every list is the core's own constant (or built from it), so nodes, command line and core accept the same values.
@@ -25,7 +24,7 @@ INPUT_RANGE_OPTIONS: tuple[str, ...] = tuple(INPUT_RANGES)
 DEVICES = ("auto", "cpu", "cuda")
 """Load GPEN Model's ``device``: ``auto`` = ComfyUI's device (offloaded by its model management)."""
 DETECTOR_OPTIONS: tuple[str, ...] = ("auto", *DETECTOR_NAMES)
-"""``auto`` = the first detector whose weights are found (see :func:`gpen_core.face.detection.load_detector`)."""
+"""``auto`` = the first detector whose weights are found (order: :data:`gpen_core.face.detection.DETECTORS`)."""
 DETECTOR_DEVICES = ("auto", "cpu")
 SELECTION_OPTIONS: tuple[str, ...] = (*FACE_ORDERS, *ORDER_ALIASES)
 """Face orders, then the old names saved workflows still use (``all`` = ``score``)."""

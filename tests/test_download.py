@@ -199,7 +199,8 @@ def test_a_wrong_file_under_a_right_name_is_refused_and_nothing_is_left(server, 
     server.add("detection_Resnet50_Final.pth", mobile_bytes)  # mobile0.25 under the ResNet-50 name
     server.add("ParseNet-latest.pth", b"<html><body>Access denied</body></html>")
     cases = [("GPEN-BFR-512", "gpen", r"not GPEN-BFR-512: its shapes show gpen with size=32 \(expected 512\)"),
-             ("retinaface_resnet50", "facedetection", r"backbone='mobile0.25' \(expected 'resnet50'\)"),
+             ("retinaface_resnet50", "facedetection",
+                  r"holds retinaface_mobile0.25 weights, but 'retinaface_resnet50' was requested"),
              ("ParseNet-latest", "facedetection", "a web page")]
     for name, folder, reason in cases:
         entry = require_official(name)
@@ -373,7 +374,7 @@ def test_resolve_weights_by_path_name_and_official_name(server, gpen_bytes, monk
         resolve_weights("GPEN-BFR-300", "gpen", [models])
     with pytest.raises(FileNotFoundError, match="no such file"):
         resolve_weights(str(tmp_path / "missing.pth"), "gpen", [models])
-    with pytest.raises(ValueError, match="retinaface_resnet50 is a retinaface file"):
+    with pytest.raises(ValueError, match="retinaface_resnet50 is a retinaface_resnet50 file"):
         resolve_weights("retinaface_resnet50", "gpen", [models])
     monkeypatch.setenv(locate.MODELS_DIR_ENV, str(models))
     assert locate.models_dirs(["first"])[:2] == [Path("first"), models]

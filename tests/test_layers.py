@@ -1,7 +1,8 @@
 """Layers that stay: a module imports only from its own layer or the ones below it.
 
-weights, checks, the official files' table, digests -> arch -> runtime, images -> loading, enhance, run
-options -> face -> zoo -> tools -> the ``gpen_core`` package itself (its public names) -> nodes (ComfyUI).
+weights, checks (file, values), the network entry type, the official files' table, digests -> arch ->
+runtime, images -> loading, enhance, run options -> face -> zoo -> tools -> the ``gpen_core`` package itself
+(its public names) -> nodes (ComfyUI).
 The core never imports ``nodes`` or ComfyUI (``comfy``, ``comfy_api``, ``folder_paths``, ``server``).
 Imports inside functions count; only ``if TYPE_CHECKING:`` imports do not (see ``import_graph``).
 """
@@ -16,7 +17,8 @@ from helpers import REPO_ROOT
 
 PACKAGES = ("gpen_core", "nodes")
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("gpen_core.weights", "gpen_core.checks", "gpen_core.official_files", "gpen_core.digests"),
+    ("gpen_core.weights", "gpen_core.checks", "gpen_core.official_files", "gpen_core.digests", "gpen_core.file_checks",
+     "gpen_core.weight_checks", "gpen_core.network_entry"),
     ("gpen_core.arch",),
     ("gpen_core.runtime", "gpen_core.images"),
     ("gpen_core.loading", "gpen_core.enhance", "gpen_core.run_options"),
@@ -26,7 +28,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("gpen_core",),
     ("nodes",),
 )
-"""Every module's layer, lowest first, by the longest matching module prefix."""
+"""Every module's layer, lowest first, by the longest matching module prefix (``gpen_core`` itself: only the
+package's ``__init__``, so a new top-level module must be placed here)."""
+EXACT = frozenset({"gpen_core"})
 COMFYUI = frozenset({"comfy", "comfy_api", "comfy_extras", "folder_paths", "server", "nodes"})
 """ComfyUI's own top-level modules (``nodes`` is also ComfyUI's ``nodes.py``)."""
 
@@ -36,7 +40,8 @@ def layer_of(module: str) -> int:
     best, length = -1, -1
     for index, prefixes in enumerate(LAYERS):
         for prefix in prefixes:
-            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > length:
+            covers = module == prefix or (prefix not in EXACT and module.startswith(prefix + "."))
+            if covers and len(prefix) > length:
                 best, length = index, len(prefix)
     if best < 0:
         raise KeyError(f"{module} is in no layer: add it to LAYERS in tests/test_layers.py")

@@ -108,6 +108,9 @@ class ModulationStack:
         concatenates on every call.
         """
         mods = [s.layer.modulation for s in self.stack_order]
+        if any(m.weight.is_meta for m in mods):  # shapes only (a checkpoint's shapes checked): no storage to share
+            self.weight = self.bias = torch.empty(0)
+            return
         kinds = {torch.is_inference(t) for m in mods for t in (m.weight, m.bias)}
         if len(kinds) != 1:
             log.debug("modulation parameters mix inference and normal tensors: not stacked")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ..arch.config import GPENConfig
+from ..arch.config import OFFICIAL_CONFIGS, GPENConfig
 from ..arch.generator import GPEN
 from ..arch.seeded import seeded_input, seeded_state_dict
 from ..loading import build_model
@@ -30,11 +30,9 @@ from ..runtime.memory import MiB, peak_memory
 from ..runtime.precision import DTYPES, resolve_device
 from .opcount import count_ops
 
-OFFICIAL_CONFIGS = {256: (1, 0.5), 512: (2, 1), 1024: (2, 1), 2048: (2, 1)}
-"""(channel_multiplier, narrow) of the official releases; other sizes get a small test layout."""
-
 
 def official_config(size: int) -> GPENConfig:
+    """The official release's layout at ``size`` (:data:`OFFICIAL_CONFIGS`); other sizes get a small test layout."""
     cm, narrow = OFFICIAL_CONFIGS.get(size, (2, 0.125))
     return GPENConfig(size, cm, narrow)
 

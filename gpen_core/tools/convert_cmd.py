@@ -26,8 +26,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
         raise UsageError(f"{target} exists; use --force to overwrite it")
     if target.parent != Path("") and not target.parent.is_dir():
         raise UsageError(f"output folder {target.parent} does not exist")
-    from ..loading import build_model
-    from ..weights import load_state_dict, save_safetensors
+    from ..loading import build_model, load_state_dict
+    from ..weights import save_safetensors
 
     state = load_state_dict(source)
     build_model(state, name=str(source))  # refuse to write something that is not a loadable GPEN

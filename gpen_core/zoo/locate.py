@@ -15,9 +15,10 @@ from collections.abc import Iterable, Sequence
 from functools import partial
 from pathlib import Path
 
-from ..face.detection.loader import RETINAFACE_WEIGHT_FILES, canonical_detector_name
+from ..face.detection.catalog import DETECTORS
 from ..face.masks import mask_mode
 from ..face.parsing.load import find_parser_weights
+from ..network_entry import NetworkEntry, entry_named
 from ..official_files import (
     AUTO_DETECTOR,
     AUTO_PARSER,
@@ -210,8 +211,9 @@ def fetch_detector_weights(
 ) -> Path | None:
     """Put on disk the RetinaFace file a detector choice needs, before ``load_detector`` looks for it.
 
-    ``auto`` fetches RetinaFace ResNet-50 when neither RetinaFace file is in ``folders``;
-    ``retinaface_resnet50`` / ``retinaface_mobile0.25`` (and their aliases) fetch their own file.
+    ``auto`` fetches RetinaFace ResNet-50 when no published detector's file is in ``folders``; a detector
+    named with a published file (``retinaface_resnet50`` / ``retinaface_mobile0.25`` and their aliases) fetches
+    its own file.
     ``mtcnn``, paths, and everything when downloads are off (``GPEN_NO_DOWNLOAD=1``) do nothing,
     so the loader's own choice and errors stay as they are.
 
@@ -224,16 +226,19 @@ def fetch_detector_weights(
     Returns:
         The file found or downloaded, or None when nothing was needed or allowed.
     """
-    name = canonical_detector_name(detector)
-    if name == "auto":
-        present = [find_file(file_name, folders) for file_name in RETINAFACE_WEIGHT_FILES.values()]
-        if any(present):
-            return None
-        name = AUTO_DETECTOR
-    entry = official_file(name) if name in RETINAFACE_WEIGHT_FILES else None
-    if entry is None or not downloads_allowed():
+    if not downloads_allowed():
         return None
-    return fetch_official(entry, folders, into=into, progress=progress)
+    if detector.strip().lower() == "auto":
+        published = [entry for entry in DETECTORS if official_file(entry.name) is not None]
+        if any(entry.find(folders) is not None for entry in published):
+            return None  # auto takes the one on disk
+        chosen: NetworkEntry | None = entry_named(DETECTORS, AUTO_DETECTOR)
+    else:
+        chosen = entry_named(DETECTORS, detector)
+    official = None if chosen is None else official_file(chosen.name)
+    if official is None:  # mtcnn, a path: nothing to fetch
+        return None
+    return fetch_official(official, folders, into=into, progress=progress)
 
 
 def fetch_parser_weights(

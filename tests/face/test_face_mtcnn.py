@@ -102,9 +102,9 @@ def test_folder_with_wrong_files(tmp_path: Path, mtcnn_weights_dir: Path) -> Non
 
 def test_mtcnn_not_found_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs with or without facenet-pytorch: the package lookup is made to find nothing."""
-    import gpen_core.face.detection.loader as loader_module
+    import gpen_core.face.detection.mtcnn as mtcnn_module
 
-    monkeypatch.setattr(loader_module, "find_facenet_pytorch_data_dir", lambda: None)
+    monkeypatch.setattr(mtcnn_module, "find_facenet_pytorch_data_dir", lambda: None)
     with pytest.raises(DetectorWeightsNotFoundError) as caught:
         load_detector("mtcnn", search_dirs=[tmp_path / "facedetection"])
     message = str(caught.value)

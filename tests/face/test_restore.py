@@ -95,9 +95,9 @@ def test_memory_follows_the_face_batch(model, detector, group_photo):
 
 
 def test_missing_detector_weights_say_what_to_put_where(tmp_path, monkeypatch):
-    import gpen_core.face.detection.loader as loader
+    import gpen_core.face.detection.mtcnn as mtcnn
 
-    monkeypatch.setattr(loader, "find_facenet_pytorch_data_dir", lambda: None)
+    monkeypatch.setattr(mtcnn, "find_facenet_pytorch_data_dir", lambda: None)
     with pytest.raises(DetectorWeightsNotFoundError) as info:
         load_detector("auto", [tmp_path])
     text = str(info.value)

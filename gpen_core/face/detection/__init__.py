@@ -10,9 +10,10 @@ Example::
     largest = detect_faces(detector, image, selection=FaceSelection("largest", max_faces=1))
 """
 from .api import detect_faces, find_faces
+from .catalog import DETECTOR_NAMES, DETECTORS
 from .detectors import FaceDetector, MTCNNDetector, RetinaFaceDetector
 from .errors import DetectorWeightsNotFoundError, FaceDetectorError, InvalidDetectorWeightsError
-from .loader import DETECTOR_NAMES, load_detector
+from .loader import load_detector
 from .result import FaceDetections
 from .selection import (
     FACE_ORDERS,
@@ -28,6 +29,7 @@ from .selection import (
 )
 
 __all__ = [
+    "DETECTORS",
     "DETECTOR_NAMES",
     "FACE_ORDERS",
     "MAX_FACE_INDEX",

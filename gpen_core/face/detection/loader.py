@@ -1,9 +1,10 @@
 """Find and load face-detector weights: RetinaFace (facexlib files) or MTCNN (facenet-pytorch files).
 
-Nothing is downloaded here (:func:`gpen_core.zoo.locate.fetch_detector_weights` fetches the
-RetinaFace files beforehand). Weights are looked up in the folders the caller passes (the node
-layer passes ComfyUI's ``models/facedetection``) and, for MTCNN, in the data folder of an
-installed facenet-pytorch package (located without importing it).
+Which detectors exist, their files, aliases and the ``auto`` order come from :mod:`.catalog`; every
+file goes through the checks of :mod:`gpen_core.weight_checks`. Nothing is ever downloaded. Weights
+are looked up in the folders the caller passes (the node layer passes ComfyUI's
+``models/facedetection``), their ``mtcnn/`` subfolder for MTCNN, and, for MTCNN, in the data folder
+of an installed facenet-pytorch package (located without importing it).
 """
 
 from __future__ import annotations
@@ -11,114 +12,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from ...official_files import OFFICIAL_FILES, download_url, require_official
-from .detectors import FaceDetector, MTCNNDetector, RetinaFaceDetector
+from ...network_entry import NetworkEntry, entry_named, recognise
+from ...weights import read_state
+from .catalog import DETECTOR_FILES, DETECTOR_NAMES, DETECTORS
+from .detectors import FaceDetector
 from .errors import DetectorWeightsNotFoundError, InvalidDetectorWeightsError
-from .mtcnn import MTCNN_WEIGHT_FILES, find_facenet_pytorch_data_dir, load_mtcnn_nets
-from .retinaface import load_retinaface_net
 
 logger = logging.getLogger(__name__)
 
-RETINAFACE_WEIGHT_FILES: dict[str, str] = {e.name: e.file_name for e in OFFICIAL_FILES if e.network == "retinaface"}
-"""Detector name -> file name (``retinaface_resnet50``, then ``retinaface_mobile0.25``), from the official table."""
-DETECTOR_NAMES: tuple[str, ...] = (*RETINAFACE_WEIGHT_FILES, "mtcnn")
-_NAME_ALIASES: dict[str, str] = {
-    "retinaface": "retinaface_resnet50",
-    "retinaface_resnet": "retinaface_resnet50",
-    "retinaface_mobilenet0.25": "retinaface_mobile0.25",
-    "retinaface_mobilenet": "retinaface_mobile0.25",
-}
-MTCNN_SUBFOLDER = "mtcnn"
-FACENET_PYTORCH_INSTALL = "pip install --no-deps facenet-pytorch==2.6.0"
-
-
-def canonical_detector_name(name: str | Path) -> str:
-    """The detector name ``name`` stands for (``"retinaface"`` -> ``"retinaface_resnet50"``, lowercase);
-    anything else (``auto``, ``mtcnn``, a path) comes back stripped and lowercased."""
-    key = str(name).strip().lower()
-    return _NAME_ALIASES.get(key, key)
+__all__ = ["load_detector"]
 
 
 def _normalise_dirs(search_dirs: Iterable[str | Path] | str | Path) -> list[Path]:
     if isinstance(search_dirs, (str, Path)):
         search_dirs = [search_dirs]
     return [Path(d) for d in search_dirs]
-
-
-def _find_file(directory: Path, file_name: str) -> Path | None:
-    """``directory / file_name``, else a case-insensitive match in ``directory``, else None."""
-    exact = directory / file_name
-    if exact.is_file():
-        return exact
-    if not directory.is_dir():
-        return None
-    wanted = file_name.lower()
-    for candidate in sorted(directory.iterdir()):
-        if candidate.name.lower() == wanted and candidate.is_file():
-            return candidate
-    return None
-
-
-def _is_mtcnn_dir(directory: Path) -> bool:
-    return all((directory / name).is_file() for name in MTCNN_WEIGHT_FILES)
-
-
-def find_retinaface_weights(name: str, search_dirs: Iterable[str | Path]) -> Path:
-    """Path of the weight file of RetinaFace ``name`` in the first folder that has it.
-
-    Args:
-        name: ``"retinaface_resnet50"`` or ``"retinaface_mobile0.25"``.
-        search_dirs: folders to look in, in order.
-
-    Raises:
-        DetectorWeightsNotFoundError: with the file name, the download URL and the folders.
-    """
-    file_name = RETINAFACE_WEIGHT_FILES[name]
-    dirs = _normalise_dirs(search_dirs)
-    for directory in dirs:
-        found = _find_file(directory, file_name)
-        if found is not None:
-            return found
-    where = ", ".join(str(d) for d in dirs) if dirs else "(no folders were given)"
-    raise DetectorWeightsNotFoundError(
-        f"Face detector '{name}' needs the file '{file_name}', which was not found in: {where}. "
-        f"Download it from {download_url(require_official(name))} and put it in "
-        f"{dirs[0] if dirs else 'ComfyUI/models/facedetection'} (for ComfyUI: models/facedetection/), or run "
-        f"`gpen download {name}` (it fetches and verifies it). Alternatively use the 'mtcnn' detector: "
-        f"`{FACENET_PYTORCH_INSTALL}` provides its weights."
-    )
-
-
-def find_mtcnn_weights_dir(search_dirs: Iterable[str | Path]) -> Path:
-    """Folder holding ``pnet.pt``, ``rnet.pt`` and ``onet.pt``.
-
-    Looked up, in order: each search folder, its ``mtcnn/`` subfolder, then the data folder of
-    an installed facenet-pytorch.
-
-    Raises:
-        DetectorWeightsNotFoundError: naming the three files, the folders and the pip command.
-    """
-    dirs = _normalise_dirs(search_dirs)
-    candidates = [c for d in dirs for c in (d, d / MTCNN_SUBFOLDER)]
-    for directory in candidates:
-        if _is_mtcnn_dir(directory):
-            return directory
-    package_dir = find_facenet_pytorch_data_dir()
-    if package_dir is not None:
-        return package_dir
-    files = ", ".join(MTCNN_WEIGHT_FILES)
-    where = ", ".join(str(c) for c in candidates) if candidates else "(no folders were given)"
-    target = dirs[0] / MTCNN_SUBFOLDER if dirs else Path("ComfyUI/models/facedetection/mtcnn")
-    raise DetectorWeightsNotFoundError(
-        f"Face detector 'mtcnn' needs the files {files}, which were not found in: {where}, and the "
-        f"facenet-pytorch package is not installed. Either run `{FACENET_PYTORCH_INSTALL}` in "
-        f"ComfyUI's Python environment (its facenet_pytorch/data folder holds the three files; "
-        f"--no-deps keeps it from changing your torch), or copy {files} into {target}. "
-        f"Nothing is downloaded automatically."
-    )
 
 
 def load_detector(
@@ -131,8 +43,9 @@ def load_detector(
 
     Args:
         name_or_path: a detector name — ``"retinaface_resnet50"``, ``"retinaface_mobile0.25"``
-            or ``"mtcnn"`` (case-insensitive; ``"retinaface"`` means ResNet-50) — or a path: a
-            RetinaFace ``.pth`` file (backbone detected from its contents) or a folder with
+            or ``"mtcnn"`` (case-insensitive; ``"retinaface"`` means ResNet-50; ``"auto"``: the
+            first of :data:`.catalog.DETECTORS` whose weights are found) — or a path: a weights
+            file of a detector (which one is recognised from its contents) or a folder with
             MTCNN's ``pnet.pt``, ``rnet.pt``, ``onet.pt``.
         search_dirs: folders searched for the named detector's files (e.g. ComfyUI's
             ``models/facedetection``).
@@ -149,53 +62,69 @@ def load_detector(
             put where).
         InvalidDetectorWeightsError: a file was found but is not usable.
     """
-    name = canonical_detector_name(name_or_path)
-    if name == "auto":
-        return _first_available_detector(search_dirs, device, detector_options)
-    if name in RETINAFACE_WEIGHT_FILES:
-        path = find_retinaface_weights(name, _normalise_dirs(search_dirs))
-        return _retinaface_from_file(path, device, detector_options, expected_name=name)
-    if name == "mtcnn":
-        weights_dir = find_mtcnn_weights_dir(_normalise_dirs(search_dirs))
-        return MTCNNDetector(load_mtcnn_nets(weights_dir), device=device, **detector_options)  # type: ignore[arg-type]
+    dirs = _normalise_dirs(search_dirs)
+    if str(name_or_path).strip().lower() == "auto":
+        return _first_available_detector(dirs, device, detector_options)
+    entry = entry_named(DETECTORS, str(name_or_path))
+    if entry is not None:
+        paths = entry.find(dirs)
+        if paths is None:
+            raise DetectorWeightsNotFoundError(f"Face detector {entry.missing_message(dirs)}")
+        return _ready(entry, entry.load(paths, InvalidDetectorWeightsError, DETECTOR_FILES), paths, device,
+                      detector_options)
 
     path = Path(name_or_path)
     if path.is_file():
-        return _retinaface_from_file(path, device, detector_options, expected_name=None)
+        return _detector_in_file(path, device, detector_options)
     if path.is_dir():
-        if not _is_mtcnn_dir(path):
-            raise DetectorWeightsNotFoundError(
-                f"{path} is a folder but does not hold MTCNN's {', '.join(MTCNN_WEIGHT_FILES)}"
-            )
-        return MTCNNDetector(load_mtcnn_nets(path), device=device, **detector_options)  # type: ignore[arg-type]
+        for entry in DETECTORS:
+            paths = entry.find_in(path) if len(entry.files) > 1 else None
+            if paths is not None:
+                return _ready(entry, entry.load(paths, InvalidDetectorWeightsError), paths, device, detector_options)
+        needs = "; ".join(
+            f"{e.name} needs {', '.join(f.names[0] for f in e.files)}" for e in DETECTORS if len(e.files) > 1
+        )
+        raise DetectorWeightsNotFoundError(f"{path} is a folder but does not hold a face detector's files: {needs}")
     raise DetectorWeightsNotFoundError(
         f"'{name_or_path}' is neither a known face detector ({', '.join(DETECTOR_NAMES)}) nor an "
-        "existing weight file or MTCNN folder"
+        "existing weight file or detector folder"
     )
 
 
-def _first_available_detector(
-    search_dirs: Iterable[str | Path] | str | Path, device: torch.device | str, options: dict
+def _detector_in_file(path: Path, device: torch.device | str, options: dict[str, Any]) -> FaceDetector:
+    """The single-file detector whose weights ``path`` holds, recognised from its keys and shapes."""
+    single = [entry for entry in DETECTORS if len(entry.files) == 1]
+    state = read_state(path, InvalidDetectorWeightsError)
+    found = recognise(single, state)
+    if found is None:
+        expected = "; ".join(dict.fromkeys(entry.files[0].why_not(state) or entry.name for entry in single))
+        raise InvalidDetectorWeightsError(
+            f"{path}: not the weights of a face detector this package runs "
+            f"({', '.join(e.name for e in single)}): {expected}"
+        )
+    entry, file = found
+    network = entry.assemble((file.load_state(state, str(path), InvalidDetectorWeightsError),))
+    return _ready(entry, network, (path,), device, options)
+
+
+def _ready(
+    entry: NetworkEntry, network: object, paths: tuple[Path, ...], device: torch.device | str,
+    options: dict[str, Any],
 ) -> FaceDetector:
-    """``"auto"``: RetinaFace ResNet-50, then MobileNet-0.25, then MTCNN, whichever has weights."""
+    assert entry.runner is not None, f"{entry.name} is a detector without a runner"
+    detector: FaceDetector = entry.runner(network, device=device, **options)
+    logger.info("face detector %s from %s on %s", detector.name, ", ".join(map(str, paths)), detector.device)
+    return detector
+
+
+def _first_available_detector(
+    search_dirs: list[Path], device: torch.device | str, options: dict[str, Any]
+) -> FaceDetector:
+    """``"auto"``: the first detector of :data:`.catalog.DETECTORS` whose weights are found."""
     reasons = []
-    for name in DETECTOR_NAMES:
+    for entry in DETECTORS:
         try:
-            return load_detector(name, search_dirs, device, **options)
+            return load_detector(entry.name, search_dirs, device, **options)
         except DetectorWeightsNotFoundError as err:
             reasons.append(str(err))
     raise DetectorWeightsNotFoundError("No face detector weights were found.\n" + "\n".join(reasons))
-
-
-def _retinaface_from_file(
-    path: Path, device: torch.device | str, options: dict[str, object], expected_name: str | None
-) -> RetinaFaceDetector:
-    net = load_retinaface_net(path)
-    detector = RetinaFaceDetector(net, device=device, **options)  # type: ignore[arg-type]
-    if expected_name is not None and detector.name != expected_name:
-        raise InvalidDetectorWeightsError(
-            f"{path} holds {detector.name} weights, but '{expected_name}' was requested "
-            f"(file named {RETINAFACE_WEIGHT_FILES[expected_name]!r})"
-        )
-    logger.info("face detector %s from %s on %s", detector.name, path, detector.device)
-    return detector

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ...weights import load_strict, read_tensor_file, strip_module_prefix
+from ...network_entry import WeightsFile
+from ...weights import StateDict, build_checked
 from .errors import InvalidDetectorWeightsError
 
 logger = logging.getLogger(__name__)
@@ -155,19 +157,54 @@ def find_facenet_pytorch_data_dir() -> Path | None:
     return None
 
 
+def _weights_file(network: type[nn.Module], file_name: str, marker: str, shape: tuple[int, ...]) -> WeightsFile:
+    """The file of one MTCNN stage, recognised by its last layer's key and shape."""
+    what = f"MTCNN {network.__name__}"
+
+    def why_not(state: Mapping[str, torch.Tensor]) -> str | None:
+        if marker in state and tuple(state[marker].shape) == shape:
+            return None
+        return f"not {what} weights: expected {marker!r} of shape {shape}; first keys found: {list(state)[:5]}"
+
+    def build(state: StateDict, source: str) -> nn.Module:
+        return build_checked(network, state, source, what, error=InvalidDetectorWeightsError)
+
+    return WeightsFile(names=(file_name,), what=what, why_not=why_not, build=build)
+
+
+MTCNN_FILES: tuple[WeightsFile, WeightsFile, WeightsFile] = (
+    _weights_file(PNet, MTCNN_WEIGHT_FILES[0], "conv4_2.weight", (4, 32, 1, 1)),
+    _weights_file(RNet, MTCNN_WEIGHT_FILES[1], "dense5_2.weight", (4, 128)),
+    _weights_file(ONet, MTCNN_WEIGHT_FILES[2], "dense6_3.weight", (10, 256)),
+)
+"""P-Net, R-Net and O-Net, as facenet-pytorch ships them (all three are needed, in one folder)."""
+
+
+def assemble_mtcnn(modules: tuple[nn.Module, ...]) -> MTCNNNets:
+    """The built P-Net, R-Net and O-Net (in :data:`MTCNN_FILES` order) as one :class:`MTCNNNets`."""
+    pnet, rnet, onet = modules
+    if not (isinstance(pnet, PNet) and isinstance(rnet, RNet) and isinstance(onet, ONet)):
+        raise TypeError(f"expected PNet, RNet, ONet; got {[type(m).__name__ for m in modules]}")
+    return MTCNNNets(pnet, rnet, onet)
+
+
+def facenet_pytorch_folders() -> list[Path]:
+    """An installed facenet-pytorch's data folder when it holds the three files, else nothing."""
+    found = find_facenet_pytorch_data_dir()
+    return [] if found is None else [found]
+
+
 def load_mtcnn_nets(weights_dir: str | Path) -> MTCNNNets:
-    """Load ``pnet.pt``, ``rnet.pt`` and ``onet.pt`` from ``weights_dir`` (CPU, eval mode).
+    """Load ``pnet.pt``, ``rnet.pt`` and ``onet.pt`` from ``weights_dir`` (CPU, eval mode), each through
+    the checks every weights file goes through (:mod:`gpen_core.weight_checks`).
 
     Raises:
         FileNotFoundError: one of the three files is missing.
         InvalidDetectorWeightsError: a file is not a matching state dict.
     """
     weights_dir = Path(weights_dir)
-    nets = MTCNNNets(PNet(), RNet(), ONet())
-    for module, file_name in zip((nets.pnet, nets.rnet, nets.onet), MTCNN_WEIGHT_FILES, strict=True):
-        path = weights_dir / file_name
-        state_dict = strip_module_prefix(read_tensor_file(path, InvalidDetectorWeightsError))
-        load_strict(module, state_dict, str(path), f"MTCNN {type(module).__name__}", error=InvalidDetectorWeightsError)
-        module.float().eval()
+    nets = assemble_mtcnn(tuple(
+        file.load(weights_dir / file.names[0], InvalidDetectorWeightsError, MTCNN_FILES) for file in MTCNN_FILES
+    ))
     logger.info("loaded MTCNN weights from %s", weights_dir)
     return nets

@@ -29,7 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...weights import load_strict, read_tensor_file, strip_module_prefix
+from ...network_entry import WeightsFile
+from ...weight_checks import BATCHNORM_COUNTER
+from ...weights import build_checked, read_state, strip_module_prefix
 from .errors import InvalidDetectorWeightsError
 
 logger = logging.getLogger(__name__)
@@ -330,6 +332,30 @@ class RetinaFaceNet(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
+def _backbone(state_dict: Mapping[str, torch.Tensor]) -> RetinaFaceBackbone | None:
+    """The backbone whose signature keys and shapes ``state_dict`` has, or None."""
+    mobile_first_conv = state_dict.get("body.stage1.0.0.weight")
+    resnet_first_conv = state_dict.get("body.conv1.weight")
+    if mobile_first_conv is not None and tuple(mobile_first_conv.shape) == (8, 3, 3, 3):
+        return "mobile0.25"
+    if (
+        resnet_first_conv is not None
+        and tuple(resnet_first_conv.shape) == (64, 3, 7, 7)
+        and "body.layer4.0.conv1.weight" in state_dict
+    ):
+        return "resnet50"
+    return None
+
+
+def _not_retinaface(state_dict: Mapping[str, torch.Tensor]) -> str:
+    sample = list(state_dict)[:5]
+    return (
+        "not a RetinaFace checkpoint: expected 'body.stage1.0.0.weight' of shape (8, 3, 3, 3) "
+        "(MobileNet-0.25) or 'body.conv1.weight' of shape (64, 3, 7, 7) plus 'body.layer4.*' "
+        f"(ResNet-50), with or without a 'module.' prefix; first keys found: {sample}"
+    )
+
+
 def detect_retinaface_backbone(state_dict: Mapping[str, torch.Tensor]) -> RetinaFaceBackbone:
     """Tell which RetinaFace backbone a state dict belongs to, from its keys and shapes.
 
@@ -342,28 +368,19 @@ def detect_retinaface_backbone(state_dict: Mapping[str, torch.Tensor]) -> Retina
     Raises:
         InvalidDetectorWeightsError: neither backbone's signature keys are present.
     """
-    mobile_first_conv = state_dict.get("body.stage1.0.0.weight")
-    resnet_first_conv = state_dict.get("body.conv1.weight")
-    if mobile_first_conv is not None and tuple(mobile_first_conv.shape) == (8, 3, 3, 3):
-        return "mobile0.25"
-    if (
-        resnet_first_conv is not None
-        and tuple(resnet_first_conv.shape) == (64, 3, 7, 7)
-        and "body.layer4.0.conv1.weight" in state_dict
-    ):
-        return "resnet50"
-    sample = list(state_dict)[:5]
-    raise InvalidDetectorWeightsError(
-        "not a RetinaFace checkpoint: expected 'body.stage1.0.0.weight' of shape (8, 3, 3, 3) "
-        "(MobileNet-0.25) or 'body.conv1.weight' of shape (64, 3, 7, 7) plus 'body.layer4.*' "
-        f"(ResNet-50), with or without a 'module.' prefix; first keys found: {sample}"
-    )
+    backbone = _backbone(state_dict)
+    if backbone is None:
+        raise InvalidDetectorWeightsError(_not_retinaface(state_dict))
+    return backbone
 
 
 def build_retinaface_from_state_dict(
     state_dict: Mapping[str, torch.Tensor], source: str = "state dict"
 ) -> RetinaFaceNet:
     """Build a :class:`RetinaFaceNet` with the backbone the weights imply, and load them.
+
+    The network of that backbone is compared with the weights on the meta device before it is
+    built (:func:`gpen_core.weights.build_checked`).
 
     Args:
         state_dict: facexlib / Pytorch_Retinaface state dict, with or without ``module.``,
@@ -378,25 +395,49 @@ def build_retinaface_from_state_dict(
     """
     cleaned = strip_module_prefix(state_dict)
     backbone = detect_retinaface_backbone(cleaned)
-    model = RetinaFaceNet(backbone)
-    load_strict(
-        model, cleaned, source, f"RetinaFace-{backbone}", optional_key_suffix="num_batches_tracked",
-        error=InvalidDetectorWeightsError,
+    model = build_checked(
+        lambda: RetinaFaceNet(backbone), cleaned, source, f"RetinaFace-{backbone}",
+        optional_key_suffix=BATCHNORM_COUNTER, error=InvalidDetectorWeightsError,
     )
-    model.float().eval()
     logger.info("loaded RetinaFace-%s weights from %s", backbone, source)
     return model
+
+
+def _weights_file(backbone: RetinaFaceBackbone, file_name: str) -> WeightsFile:
+    def why_not(state: Mapping[str, torch.Tensor]) -> str | None:
+        return None if _backbone(state) == backbone else _not_retinaface(state)
+
+    return WeightsFile(
+        names=(file_name,),
+        what=f"retinaface_{backbone}",
+        why_not=why_not,
+        build=build_retinaface_from_state_dict,
+        counters=(BATCHNORM_COUNTER,),
+    )
+
+
+RETINAFACE_FILES: dict[RetinaFaceBackbone, WeightsFile] = {
+    "resnet50": _weights_file("resnet50", "detection_Resnet50_Final.pth"),
+    "mobile0.25": _weights_file("mobile0.25", "detection_mobilenet0.25_Final.pth"),
+}
+"""facexlib's released files, by backbone (recognised from the keys and shapes, never the file name)."""
 
 
 def load_retinaface_net(path: str | Path) -> RetinaFaceNet:
     """Read ``detection_Resnet50_Final.pth`` / ``detection_mobilenet0.25_Final.pth`` (or any
     compatible state dict) and return the loaded network (CPU, eval mode).
 
-    The backbone is detected from the keys and shapes, never from the file name.
+    The backbone is detected from the keys and shapes, never from the file name. The file goes
+    through the checks every weights file does (:mod:`gpen_core.weight_checks`).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
         InvalidDetectorWeightsError: the file is not a usable RetinaFace checkpoint.
     """
-    state_dict = read_tensor_file(path, InvalidDetectorWeightsError)
-    return build_retinaface_from_state_dict(state_dict, source=str(path))
+    state = read_state(path, InvalidDetectorWeightsError)
+    backbone = _backbone(state)
+    if backbone is None:
+        raise InvalidDetectorWeightsError(f"{path}: {_not_retinaface(state)}")
+    net = RETINAFACE_FILES[backbone].load_state(state, str(path), InvalidDetectorWeightsError)
+    assert isinstance(net, RetinaFaceNet)
+    return net

@@ -3,8 +3,7 @@
 Both files hold the same 238-key plain state dict. Reading is as safe as for GPEN checkpoints
 (``torch.load(weights_only=True)``: a pickle that asks to run code is refused; ``.safetensors``
 is accepted too); the architecture is read from the tensor shapes and the keys are checked
-strictly, with errors that name the file. Nothing is downloaded here
-(:func:`gpen_core.zoo.locate.fetch_parser_weights` fetches a file beforehand).
+strictly, with errors that name the file. Nothing is ever downloaded.
 """
 
 from __future__ import annotations
@@ -16,15 +15,20 @@ from pathlib import Path
 
 import torch
 
+from ...network_entry import NetworkEntry, WeightsFile
 from ...official_files import OFFICIAL_FILES, download_url
-from ...weights import CheckpointError, describe, find_tensors, load_strict, read_file
+from ...weight_checks import BATCHNORM_COUNTER
+from ...weights import CheckpointError, CheckpointSource, StateDict, build_checked, describe, read_state
 from ..masks import mask_mode
 from .face_parser import FaceParser
+from .inputs import PARSE_SIZE
 from .network import ParseNet, ParseNetConfig
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "PARSENET_FILE",
+    "PARSENET_NETWORK",
     "PARSER_DOWNLOADS",
     "ParserWeightsNotFoundError",
     "find_parser_weights",
@@ -35,9 +39,8 @@ __all__ = [
     "require_parser_weights",
 ]
 
-PARSER_DOWNLOADS: dict[str, str] = {e.file_name: e.url for e in OFFICIAL_FILES if e.network == "parsenet"}
-"""The two official files (same network), in lookup order, with where their projects publish them (the
-official table, :mod:`gpen_core.official_files`)."""
+PARSER_DOWNLOADS: dict[str, str] = {e.file_name: download_url(e) for e in OFFICIAL_FILES if e.network == "parsenet"}
+"""The two official files (same network), in lookup order, with where they are fetched from (the official table)."""
 
 _MARKERS = ("encoder.0.conv2d.weight", "out_mask_conv.conv2d.weight")
 _OTHER_NETWORKS = (
@@ -52,11 +55,8 @@ class ParserWeightsNotFoundError(FileNotFoundError):
     """No ParseNet file was found; the message names the files, where to put them and the URLs."""
 
 
-def _candidate_names() -> list[str]:
-    names: list[str] = []
-    for file_name in PARSER_DOWNLOADS:
-        names += [file_name, str(Path(file_name).with_suffix(".safetensors"))]
-    return names
+def _dirs(search_dirs: Iterable[str | os.PathLike] | str | os.PathLike) -> list[Path]:
+    return [Path(search_dirs)] if isinstance(search_dirs, (str, os.PathLike)) else [Path(d) for d in search_dirs]
 
 
 def find_parser_weights(search_dirs: Iterable[str | os.PathLike] | str | os.PathLike) -> Path | None:
@@ -65,16 +65,8 @@ def find_parser_weights(search_dirs: Iterable[str | os.PathLike] | str | os.Path
     Looks in each folder, in order, for ``ParseNet-latest.pth``, ``parsing_parsenet.pth``
     and their ``.safetensors`` twins (names compared case-insensitively).
     """
-    dirs = [Path(search_dirs)] if isinstance(search_dirs, (str, os.PathLike)) else [Path(d) for d in search_dirs]
-    wanted = [name.lower() for name in _candidate_names()]
-    for directory in dirs:
-        if not directory.is_dir():
-            continue
-        present = {entry.name.lower(): entry for entry in sorted(directory.iterdir()) if entry.is_file()}
-        for name in wanted:
-            if name in present:
-                return present[name]
-    return None
+    found = PARSENET_NETWORK.find(_dirs(search_dirs))
+    return None if found is None else found[0]
 
 
 def require_parser_weights(search_dirs: Iterable[str | os.PathLike] | str | os.PathLike) -> Path:
@@ -82,43 +74,42 @@ def require_parser_weights(search_dirs: Iterable[str | os.PathLike] | str | os.P
     found = find_parser_weights(search_dirs)
     if found is not None:
         return found
-    dirs = [str(search_dirs)] if isinstance(search_dirs, (str, os.PathLike)) else [str(d) for d in search_dirs]
-    where = ", ".join(dirs) if dirs else "(no folders were given)"
-    sources = "; ".join(f"{e.file_name} from {download_url(e)}" for e in OFFICIAL_FILES if e.network == "parsenet")
+    where = ", ".join(map(str, _dirs(search_dirs))) or "(no folders were given)"
+    sources = "; ".join(f"{name} from {url}" for name, url in PARSER_DOWNLOADS.items())
     raise ParserWeightsNotFoundError(
         f"The face-parsing paste mask needs ParseNet weights, which were not found in: {where}. "
-        f"Download one of them yourself ({sources}) and put it in one of those folders "
-        "(for ComfyUI: models/facedetection/ or models/gpen/), run `gpen download ParseNet-latest` (it fetches "
-        "and verifies it), or use the 'box' mask."
+        f"Download one of them ({sources}) and put it in one of those folders "
+        "(for ComfyUI: models/facedetection/ or models/gpen/), or run `gpen download ParseNet-latest`, or use "
+        "the 'box' mask."
     )
 
 
-def read_parser_state_dict(source: str | os.PathLike | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The ParseNet state dict of a file or mapping: plain, nested under a training key, or ``module.``-prefixed.
+def _parsenet_why_not(state: Mapping[str, torch.Tensor]) -> str | None:
+    """None for a ParseNet state dict, else what it is instead (when recognised) or what is missing."""
+    if all(marker in state for marker in _MARKERS):
+        return None
+    for markers, what in _OTHER_NETWORKS:
+        if any(marker in state for marker in markers):
+            return f"this is {what}, not ParseNet weights"
+    sample = ", ".join(sorted(state)[:5])
+    expected = ", ".join(_MARKERS)
+    return f"not ParseNet weights; expected keys such as {expected}, found {len(state)} tensors like {sample}"
+
+
+def read_parser_state_dict(source: CheckpointSource) -> StateDict:
+    """The ParseNet state dict of a file or mapping: plain, nested under a training key, or ``module.``-prefixed,
+    through the checks every weights file goes through (:mod:`gpen_core.weight_checks`).
 
     Raises:
         ParserWeightsNotFoundError: no such file.
-        CheckpointError: unreadable, unsafe, or not a ParseNet (the message names the file and,
-            when recognised, what the file is instead).
+        CheckpointError: unreadable, unsafe, not a ParseNet (the message names the file and,
+            when recognised, what the file is instead), non-float or non-finite values.
     """
-    name = describe(source)
-    if isinstance(source, (str, os.PathLike)):
-        if not Path(source).is_file():
-            raise ParserWeightsNotFoundError(f"ParseNet weights not found: {source}")
-        obj: object = read_file(source)
-    else:
-        obj = source
-    state = find_tensors(obj, name)
-    if all(marker in state for marker in _MARKERS):
-        return state
-    for markers, what in _OTHER_NETWORKS:
-        if any(marker in state for marker in markers):
-            raise CheckpointError(f"{name}: this is {what}, not ParseNet weights")
-    sample = ", ".join(sorted(state)[:5])
-    raise CheckpointError(
-        f"{name}: not ParseNet weights; expected keys such as {', '.join(_MARKERS)}, "
-        f"found {len(state)} tensors like {sample}"
-    )
+    if isinstance(source, (str, os.PathLike)) and not os.path.exists(source):
+        raise ParserWeightsNotFoundError(f"ParseNet weights not found: {source}")
+    state = read_state(source)
+    PARSENET_FILE.accept(state, describe(source))
+    return state
 
 
 def _block_indices(state: Mapping[str, torch.Tensor], part: str) -> list[int]:
@@ -174,6 +165,42 @@ def parsenet_config_from_state_dict(state: Mapping[str, torch.Tensor], name: str
     return config
 
 
+def build_parsenet(state: StateDict, name: str = "<state dict>") -> ParseNet:
+    """The :class:`ParseNet` whose shapes ``state`` has, holding it (CPU, float32, eval mode, gradients off).
+
+    Raises:
+        CheckpointError: shapes that fit no ParseNet, or missing, unexpected or mis-shaped keys (a
+            missing ``num_batches_tracked`` counter is allowed: unused in eval mode).
+    """
+    config = parsenet_config_from_state_dict(state, name)
+    return build_checked(
+        lambda: ParseNet(config), state, name, f"ParseNet ({config})", optional_key_suffix=BATCHNORM_COUNTER
+    )
+
+
+PARSENET_FILE = WeightsFile(
+    names=tuple(PARSER_DOWNLOADS),
+    what="ParseNet",
+    why_not=_parsenet_why_not,
+    build=build_parsenet,
+    counters=(BATCHNORM_COUNTER,),
+)
+"""GPEN's ``ParseNet-latest.pth`` and facexlib's ``parsing_parsenet.pth`` (the same 238-key state dict)."""
+
+PARSENET_NETWORK = NetworkEntry(
+    name="parsenet",
+    task="parse",
+    folder="facedetection",
+    files=(PARSENET_FILE,),
+    sizes=(PARSE_SIZE,),
+    supports_half=True,
+    supports_bfloat16=True,
+)
+"""The face parser in the model zoo. Its home is ``models/facedetection`` (facexlib's); the nodes also look in
+``models/gpen``, where GPEN's repository keeps it. Half precision: a batch that overflows is parsed again in
+float32 (:mod:`.run`)."""
+
+
 def load_parser(
     source: str | os.PathLike | Mapping[str, torch.Tensor],
     *,
@@ -194,13 +221,9 @@ def load_parser(
             ``num_batches_tracked`` counter is allowed (unused in eval mode).
     """
     name = describe(source)
-    state = read_parser_state_dict(source)
-    config = parsenet_config_from_state_dict(state, name)
-    model = ParseNet(config)
-    load_strict(model, state, name, f"ParseNet ({config})", optional_key_suffix="num_batches_tracked")
-    model.eval().requires_grad_(False)
+    model = build_parsenet(read_parser_state_dict(source), name)
     model.to(device=device or "cpu", dtype=dtype)
-    logger.debug("loaded ParseNet %s from %s", config, name)
+    logger.debug("loaded ParseNet %s from %s", model.config, name)
     return model
 
 
