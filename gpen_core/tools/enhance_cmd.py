@@ -16,7 +16,7 @@ from ..arch.config import INPUT_RANGES
 from ..arch.graphs import COMPILE_MODES
 from ..arch.tiled import MIN_TILE
 from ..checks import check_range
-from ..face.detection.loader import DETECTOR_NAMES
+from ..face.detection.catalog import DETECTOR_NAMES
 from ..face.detection.selection import FACE_ORDERS, ORDER_ALIASES, FaceSelection
 from ..face.finish import COLOR_SPACES
 from ..face.masks import MASK_MODE_NAMES, MASK_MODES
