@@ -170,6 +170,13 @@ def comfyui_from_env() -> tuple[Path, str, list[str]] | str:
     return Path(comfyui_dir), python, shlex.split(os.environ.get("COMFYUI_ARGS", "--cpu"))
 
 
+def model_entries(workflow: dict) -> list[dict]:
+    """Every ``models`` entry (name, url, directory) of a UI workflow: its nodes' ``properties.models``, then its
+    top-level ``models`` (the order in which the frontend's missing-models dialog lists them)."""
+    entries = [m for node in workflow["nodes"] for m in node.get("properties", {}).get("models", [])]
+    return entries + list(workflow.get("models", []))
+
+
 def model_names(prompts: list[dict]) -> set[str]:
     """Weights file names the workflows load: ``model_name`` of every GPEN node."""
     return {node["inputs"]["model_name"] for prompt in prompts for node in prompt.values()

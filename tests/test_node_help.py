@@ -34,10 +34,10 @@ def output_name(output) -> str:
     return output.display_name or output.id
 
 
-def table_names(page: str, section: str) -> list[str]:
-    """The backticked names in the first column of the table under ``section``."""
+def listed_names(page: str, section: str) -> list[str]:
+    """The names the list under ``section`` describes, in order (items ``- `name`: what it is``)."""
     body = page.split(section, 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"^\| `([^`]+)` \|", body, flags=re.MULTILINE)
+    return re.findall(r"^- `([^`]+)`: ", body, flags=re.MULTILINE)
 
 
 def test_every_input_and_output_has_a_tooltip(schemas):
@@ -57,7 +57,7 @@ def test_every_node_has_its_help_page(schemas):
         assert page.startswith(f"# {schema.display_name}\n"), f"{schema.node_id}: title"
         positions = [page.find(f"\n{s}\n") for s in SECTIONS]
         assert -1 not in positions and positions == sorted(positions), f"{schema.node_id}: sections {SECTIONS}"
-        assert table_names(page, "## Inputs") == [i.id for i in schema.inputs], f"{schema.node_id}: inputs table"
-        assert table_names(page, "## Outputs") == [output_name(o) for o in schema.outputs], \
-            f"{schema.node_id}: outputs table"
+        assert listed_names(page, "## Inputs") == [i.id for i in schema.inputs], f"{schema.node_id}: inputs list"
+        assert listed_names(page, "## Outputs") == [output_name(o) for o in schema.outputs], \
+            f"{schema.node_id}: outputs list"
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from e2e_support import model_entries
 from gpen_core.face.detection.loader import RETINAFACE_DOWNLOAD_URL, RETINAFACE_WEIGHT_FILES
 from gpen_core.face.parsing.load import PARSER_DOWNLOADS
 from helpers import REPO_ROOT
@@ -37,14 +38,6 @@ def official_weights() -> dict[str, tuple[str, str]]:
     for file_name, url in PARSER_DOWNLOADS.items():
         table[file_name] = (url, "facedetection")
     return table
-
-
-def model_entries(workflow: dict) -> list[dict]:
-    """Every ``models`` entry of a UI workflow: top level, then the nodes' properties."""
-    entries = list(workflow.get("models", []))
-    for node in workflow["nodes"]:
-        entries += node.get("properties", {}).get("models", [])
-    return entries
 
 
 @pytest.mark.parametrize("path", UI_FILES, ids=lambda p: p.stem)
