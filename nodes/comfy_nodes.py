@@ -80,18 +80,22 @@ class LoadGPENModel(io.ComfyNode):
                         "models/facerestore_models); size and width are read from the weights.",
             inputs=[
                 io.Combo.Input("model_name", options=files, default=_default_model(files),
-                               tooltip="official GPEN-BFR-256/512/1024/2048 (or colorization/inpainting/Seg2face) "
-                                       "weights; names marked (download) are fetched into models/gpen and "
-                                       "verified on first run (GPEN_NO_DOWNLOAD=1 turns downloads off)"),
+                               tooltip="a file of models/gpen (or a GPEN-named one of models/facerestore_models): "
+                                       "official GPEN-BFR-256/512/1024/2048 (or colorization/inpainting/Seg2face) "
+                                       "weights; names marked (download) are fetched into models/gpen and verified "
+                                       "on first run (GPEN_NO_DOWNLOAD=1 turns downloads off)"),
                 io.Combo.Input("precision", options=list(PRECISION_OPTIONS), default="auto",
                                tooltip="auto: bf16 on GPUs that support it, fp16 on other recent GPUs, fp32 on CPU; "
                                        "NaN in half precision is detected and, under auto, retried in a safer "
                                        "precision"),
-                io.Combo.Input("device", options=list(DEVICES), default="auto"),
+                io.Combo.Input("device", options=list(DEVICES), default="auto",
+                               tooltip="auto: ComfyUI's device, with the model moved off it when other models need "
+                                       "the memory; cpu: always on the CPU; cuda: the GPU"),
                 io.Combo.Input("input_range", options=list(INPUT_RANGE_OPTIONS), default="[-1,1]",
                                tooltip="[0,1] only for the Seg2face model"),
             ],
-            outputs=[GPENModel.Output(display_name="gpen_model")],
+            outputs=[GPENModel.Output(display_name="gpen_model",
+                                      tooltip="the generator, for GPEN Enhance, GPEN Face Restore and Detect & Align")],
         )
 
     @classmethod
@@ -128,8 +132,9 @@ class GPENEnhance(io.ComfyNode):
             description="Restore aligned face crops with GPEN (any size: resized to the model size). For whole "
                         "photos use GPEN Face Restore.",
             inputs=[
-                io.Image.Input("image"),
-                GPENModel.Input("gpen_model"),
+                io.Image.Input("image", tooltip="face crops, roughly aligned (e.g. from GPEN Detect & Align "
+                                                 "Faces), any size: each is resized to the model size"),
+                GPENModel.Input("gpen_model", tooltip="from Load GPEN Model"),
                 io.Int.Input("tile_size", default=AUTO_TILE, min=AUTO_TILE, max=2048, step=16,
                              tooltip=f"decoder tile size in pixels: 0 = automatic from free memory, else at least "
                                      f"{NODE_MIN_TILE}. Tiles are computed inside the network, so the result equals "
@@ -139,10 +144,12 @@ class GPENEnhance(io.ComfyNode):
                                      "tiles: a little faster, not exact at tile edges"),
                 io.Boolean.Input("recompute", default=False,
                                  tooltip="recompute encoder features per tile: peak memory follows the tile size"),
-                io.Combo.Input("output_size", options=list(OUTPUT_SIZES), default="model size"),
+                io.Combo.Input("output_size", options=list(OUTPUT_SIZES), default="model size",
+                               tooltip="model size: the model's square output (e.g. 512x512); input size: resized "
+                                       "back to each input's size"),
                 io.Int.Input("batch_size", default=1, min=1, max=64, tooltip="images per forward pass"),
             ],
-            outputs=[io.Image.Output(display_name="image")],
+            outputs=[io.Image.Output(display_name="image", tooltip="the restored crops, one per input image")],
             hidden=[io.Hidden.prompt],
         )
 
@@ -170,8 +177,10 @@ class GPENVRAMReport(io.ComfyNode):
                         "to 'passthrough' to run it after that node.",
             is_output_node=True,
             not_idempotent=True,
-            inputs=[io.AnyType.Input("passthrough", optional=True)],
-            outputs=[io.AnyType.Output(display_name="passthrough"), io.String.Output(display_name="report")],
+            inputs=[io.AnyType.Input("passthrough", optional=True,
+                                     tooltip="any output: the report runs after the node that makes it")],
+            outputs=[io.AnyType.Output(display_name="passthrough", tooltip="the passthrough input, unchanged"),
+                     io.String.Output(display_name="report", tooltip="the report text, also shown on the node")],
         )
 
     @classmethod
@@ -192,14 +201,18 @@ class GPENBenchmark(io.ComfyNode):
             is_output_node=True,
             not_idempotent=True,
             inputs=[
-                io.Combo.Input("size", options=list(BENCH_SIZES), default="512"),
-                io.Combo.Input("precisions", options=list(BENCH_PRECISIONS), default="fp32+bf16"),
+                io.Combo.Input("size", options=list(BENCH_SIZES), default="512",
+                               tooltip="the official GPEN-BFR layout to time, with seeded weights"),
+                io.Combo.Input("precisions", options=list(BENCH_PRECISIONS), default="fp32+bf16",
+                               tooltip="one precision, or fp32 (the reference for the error column) plus a half "
+                                       "precision"),
                 io.Int.Input("tile_size", default=256, min=NODE_MIN_TILE, max=2048, step=16,
                              tooltip="tile size of the tiled rows"),
-                io.Int.Input("repeat", default=1, min=1, max=10),
+                io.Int.Input("repeat", default=1, min=1, max=10, tooltip="timed runs per row (the fastest counts)"),
                 io.Boolean.Input("backward", default=False, tooltip="also time forward+backward with checkpointing"),
             ],
-            outputs=[io.String.Output(display_name="table"), io.Image.Output(display_name="plot")],
+            outputs=[io.String.Output(display_name="table", tooltip="one row per strategy and precision"),
+                     io.Image.Output(display_name="plot", tooltip="bar charts of each row's peak memory and time")],
         )
 
     @classmethod

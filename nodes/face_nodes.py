@@ -52,10 +52,14 @@ class LoadFaceDetector(io.ComfyNode):
                         "models/facedetection) or MTCNN (pip install --no-deps facenet-pytorch==2.6.0). "
                         "auto: the first one found. Nothing is downloaded.",
             inputs=[
-                io.Combo.Input("detector", options=list(DETECTOR_OPTIONS), default="auto"),
-                io.Combo.Input("device", options=list(DETECTOR_DEVICES), default="auto"),
+                io.Combo.Input("detector", options=list(DETECTOR_OPTIONS), default="auto",
+                               tooltip="auto: the first one whose weights are found, in the order RetinaFace "
+                                       "ResNet-50, RetinaFace mobile0.25, MTCNN"),
+                io.Combo.Input("device", options=list(DETECTOR_DEVICES), default="auto",
+                               tooltip="auto: ComfyUI's device; cpu keeps the GPU memory for GPEN"),
             ],
-            outputs=[FaceDetector.Output(display_name="face_detector")],
+            outputs=[FaceDetector.Output(display_name="face_detector",
+                                         tooltip="for GPEN Face Restore and GPEN Detect & Align Faces")],
         )
 
     @classmethod
@@ -148,9 +152,9 @@ class GPENFaceRestore(io.ComfyNode):
                         "batch go in chunks, so a long video needs the memory of a chunk (and of its output). "
                         "The same steps as GPEN Detect & Align Faces -> GPEN Enhance -> GPEN Paste Faces.",
             inputs=[
-                io.Image.Input("image"),
-                GPENModel.Input("gpen_model"),
-                FaceDetector.Input("face_detector"),
+                io.Image.Input("image", tooltip="whole photos or video frames (a batch), any size"),
+                GPENModel.Input("gpen_model", tooltip="from Load GPEN Model"),
+                FaceDetector.Input("face_detector", tooltip="from Load Face Detector (GPEN)"),
                 io.Float.Input("fidelity", default=1.0, min=0.0, max=1.0, step=0.05,
                                tooltip="1: the restored face (official paste), 0: the input unchanged; "
                                        "in between, mixed in image space"),
@@ -166,10 +170,13 @@ class GPENFaceRestore(io.ComfyNode):
                 *paste_inputs(),
             ],
             outputs=[
-                io.Image.Output(display_name="image"),
-                io.Image.Output(display_name="faces_before"),
-                io.Image.Output(display_name="faces_after"),
-                io.Mask.Output(display_name="paste_mask"),
+                io.Image.Output(display_name="image", tooltip="the photos with the restored faces pasted in"),
+                io.Image.Output(display_name="faces_before",
+                                tooltip="the aligned face crops before GPEN (kept only when connected)"),
+                io.Image.Output(display_name="faces_after",
+                                tooltip="the same crops after GPEN (kept only when connected)"),
+                io.Mask.Output(display_name="paste_mask",
+                               tooltip="where faces were pasted, one mask per image at the output size"),
             ],
             hidden=[io.Hidden.prompt, io.Hidden.unique_id],
         )
@@ -212,8 +219,8 @@ class GPENDetectAlignFaces(io.ComfyNode):
             description="Find the faces, align each to GPEN's template and cut it out. Restore the crops with any "
                         "node (GPEN Enhance, another restorer, an edit) and put them back with GPEN Paste Faces.",
             inputs=[
-                io.Image.Input("image"),
-                FaceDetector.Input("face_detector"),
+                io.Image.Input("image", tooltip="whole photos or video frames (a batch), any size"),
+                FaceDetector.Input("face_detector", tooltip="from Load Face Detector (GPEN)"),
                 io.Int.Input("crop_size", default=512, min=64, max=2048, step=64,
                              tooltip="side of the aligned crops; with gpen_model connected, that model's size"),
                 *selection_inputs(),
@@ -224,7 +231,10 @@ class GPENDetectAlignFaces(io.ComfyNode):
                                tooltip="an upscaled copy of image: faces are found in image and cut from this one "
                                        "(more detail); paste into it too"),
             ],
-            outputs=[io.Image.Output(display_name="aligned_faces"), Faces.Output(display_name="faces")],
+            outputs=[io.Image.Output(display_name="aligned_faces",
+                                     tooltip="one aligned crop per face found, in the selection order"),
+                     Faces.Output(display_name="faces",
+                                  tooltip="where each crop came from: for GPEN Paste Faces")],
         )
 
     @classmethod
@@ -249,7 +259,7 @@ class GPENPasteFaces(io.ComfyNode):
                         "for the core mask nodes.",
             inputs=[
                 io.Image.Input("image", tooltip="the image given to Detect & Align, or an upscaled copy of it"),
-                Faces.Input("faces"),
+                Faces.Input("faces", tooltip="from GPEN Detect & Align Faces"),
                 io.Image.Input("restored_faces", tooltip="one crop per face, in order; resized to the crop size"),
                 io.Float.Input("fidelity", default=1.0, min=0.0, max=1.0, step=0.05,
                                tooltip="1: the restored face (official paste), 0: the input unchanged; "
@@ -260,7 +270,9 @@ class GPENPasteFaces(io.ComfyNode):
                                       "the crop size and used as it is (it wins over mask); default: the mask widget"),
                 *paste_inputs(),
             ],
-            outputs=[io.Image.Output(display_name="image"), io.Mask.Output(display_name="paste_mask")],
+            outputs=[io.Image.Output(display_name="image", tooltip="the image with the faces pasted in"),
+                     io.Mask.Output(display_name="paste_mask",
+                                    tooltip="where faces were pasted, one mask per image at the output size")],
         )
 
     @classmethod

@@ -241,9 +241,11 @@ def io_module() -> types.ModuleType:
 
 # ---------------------------------------------------------------------------------------- folder_paths
 def folder_paths_module(models_dir: Path) -> types.ModuleType:
-    """``folder_paths`` over ``models_dir``, with ComfyUI's lookup rules for the functions the pack uses."""
+    """``folder_paths`` over ``models_dir``, with ComfyUI's lookup rules for the functions the pack uses; its
+    input folder is ``input/`` beside ``models_dir`` (as in ComfyUI's base folder), not created in advance."""
     fp = types.ModuleType("folder_paths")
     fp.models_dir = str(models_dir)  # type: ignore[attr-defined]
+    input_dir = str(models_dir.parent / "input")
     fp.folder_names_and_paths = {}  # type: ignore[attr-defined]
 
     def get_folder_paths(name: str) -> list[str]:
@@ -267,6 +269,7 @@ def folder_paths_module(models_dir: Path) -> types.ModuleType:
         return None
 
     fp.get_folder_paths = get_folder_paths  # type: ignore[attr-defined]
+    fp.get_input_directory = lambda: input_dir  # type: ignore[attr-defined]
     fp.get_filename_list = get_filename_list  # type: ignore[attr-defined]
     fp.get_full_path = get_full_path  # type: ignore[attr-defined]
     return fp

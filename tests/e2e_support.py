@@ -3,7 +3,8 @@ test server's base folder and process, workflow files.
 
 Nothing here imports ComfyUI: the tests talk to a real server over HTTP (and a real browser) only.
 Set ``COMFYUI_DIR`` (a ComfyUI checkout) and ``COMFYUI_PYTHON`` (its interpreter) to run them; ``COMFYUI_ARGS``
-replaces the default ``--cpu``. ``/work/comfy/setup.sh`` (outside the repository) builds such a ComfyUI.
+replaces the default ``--cpu``. ``bash tests/e2e/setup_comfyui.sh COMFYUI_SRC`` builds such a ComfyUI from a
+ComfyUI source folder and prints both variables.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from helpers import PHOTOS_DIR, REPO_ROOT
+from helpers import REPO_ROOT
 
 WORKFLOWS_DIR = REPO_ROOT / "workflows"
 API_DIR = WORKFLOWS_DIR / "api"
@@ -171,6 +172,13 @@ def comfyui_from_env() -> tuple[Path, str, list[str]] | str:
     return Path(comfyui_dir), python, shlex.split(os.environ.get("COMFYUI_ARGS", "--cpu"))
 
 
+def model_entries(workflow: dict) -> list[dict]:
+    """Every ``models`` entry (name, url, directory) of a UI workflow: its nodes' ``properties.models``, then its
+    top-level ``models`` (the order in which the frontend's missing-models dialog lists them)."""
+    entries = [m for node in workflow["nodes"] for m in node.get("properties", {}).get("models", [])]
+    return entries + list(workflow.get("models", []))
+
+
 def model_names(prompts: list[dict]) -> set[str]:
     """Weights file names the workflows load: ``model_name`` of every GPEN node."""
     return {node["inputs"]["model_name"] for prompt in prompts for node in prompt.values()
@@ -185,62 +193,6 @@ def image_names(prompts: list[dict]) -> set[str]:
 def video_names(prompts: list[dict]) -> set[str]:
     return {node["inputs"]["file"] for prompt in prompts for node in prompt.values()
             if node["class_type"] == "LoadVideo"}
-
-
-VIDEO_SCRIPT = """
-import sys
-import av
-import numpy as np
-from PIL import Image
-
-photo, dest, frames = sys.argv[1], sys.argv[2], int(sys.argv[3])
-face = np.asarray(Image.open(photo).convert("RGB").resize((256, 342)))
-with av.open(dest, "w") as container:
-    stream = container.add_stream("libx264", rate=12)
-    stream.width, stream.height, stream.pix_fmt = 416, 384, "yuv420p"
-    for t in range(frames):
-        canvas = np.zeros((384, 416, 3), np.uint8)
-        x, y = 20 + 10 * t, 20 + (t % 3)
-        canvas[y:y + 342, x:x + 256] = face
-        for packet in stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-"""
-VIDEO_FRAMES = 12
-"""Frames of the test clip: the portrait moving across a black 416x384 canvas, 12 fps."""
-
-
-def write_input_video(name: str, dest: Path, python: str) -> None:
-    """A short H.264 clip of the shared portrait moving (encoded by ``python``, ComfyUI's interpreter, which
-    has PyAV), for the workflows' Load Video nodes."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    photo = PHOTOS_DIR / "portrait-1947.png"
-    if not photo.is_file():
-        photo = dest.with_suffix(".png")
-        write_input_image(photo.name, photo)
-    subprocess.run([python, "-c", VIDEO_SCRIPT, str(photo), str(dest), str(VIDEO_FRAMES)], check=True,
-                   capture_output=True, timeout=120)
-
-
-def write_input_image(name: str, dest: Path) -> None:
-    """The shared test photo of that name, else a synthetic face-like picture."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    photo = PHOTOS_DIR / Path(name).name
-    if photo.is_file():
-        shutil.copyfile(photo, dest)
-        return
-    yy, xx = np.mgrid[0:512, 0:384]
-    im = Image.fromarray(np.stack([xx * 255 // 383, yy * 255 // 511, (xx + yy) % 256], -1).astype(np.uint8))
-    draw = ImageDraw.Draw(im)
-    draw.ellipse((92, 110, 292, 380), fill=(225, 190, 160))
-    draw.ellipse((140, 200, 170, 220), fill=(40, 40, 40))
-    draw.ellipse((214, 200, 244, 220), fill=(40, 40, 40))
-    draw.arc((150, 280, 234, 330), 20, 160, fill=(120, 40, 40), width=5)
-    im.save(dest)
 
 
 def provide_mtcnn_weights(dest: Path) -> None:
@@ -271,11 +223,11 @@ def provide_parser_weights(dest: Path) -> None:
     torch.save(seeded_parsenet_state_dict(small, base=6, gain=0.9), dest)
 
 
-def prepare_base(base: Path, model_size: int, python: str = sys.executable) -> None:
+def prepare_base(base: Path, model_size: int) -> None:
     """A ``--base-directory`` for the test server: the pack symlinked into custom_nodes/, seeded GPEN weights of
     ``model_size`` (no download; the images are noise, the sizes and plumbing real) under every model name the
-    workflows use, MTCNN's weights, a small seeded face parser, and every input image and video the workflows
-    load (videos encoded by ``python``, ComfyUI's interpreter).
+    workflows use, MTCNN's weights and a small seeded face parser. The input folder stays empty: the pack
+    copies the templates' example inputs there when it loads (``nodes/example_inputs.py``).
     """
     import torch
 
@@ -291,10 +243,6 @@ def prepare_base(base: Path, model_size: int, python: str = sys.executable) -> N
     del weights
     provide_mtcnn_weights(base / "models" / "facedetection" / "mtcnn")
     provide_parser_weights(base / "models" / "facedetection" / "parsing_parsenet.pth")
-    for name in image_names(prompts):
-        write_input_image(name, base / "input" / name)
-    for name in video_names(prompts):
-        write_input_video(name, base / "input" / name, python)
 
 
 @contextmanager
@@ -309,7 +257,7 @@ def running_comfy(base: Path, model_size: int, start_timeout: float) -> Iterator
     if isinstance(found, str):
         pytest.skip(found)
     comfyui_dir, python, extra_args = found
-    prepare_base(base, model_size, python)
+    prepare_base(base, model_size)
     server = ComfyServer(python, comfyui_dir, base, free_port(), extra_args)
     try:
         server.wait_ready(start_timeout)

@@ -6,10 +6,14 @@ Runs when ``COMFYUI_DIR`` names a ComfyUI checkout (``COMFYUI_PYTHON`` its inter
 ``test_comfyui_e2e.py``), playwright is importable here and a system Chromium exists (``/usr/bin/chromium``,
 Debian's ``chromium`` package, or ``CHROMIUM_PATH``); otherwise it skips. Playwright drives that Chromium:
 its own browser download is never used. The server is the one of ``e2e_support.running_comfy`` (seeded
-GPEN-BFR-256 weights, MTCNN weights, the shared photos). Screenshots of every workflow after its run go to
+GPEN-BFR-256 weights, MTCNN weights, the inputs the pack copies). Screenshots of every workflow after its run go to
 ``tests/artifacts/browser/`` (``E2E_ARTIFACTS`` overrides the root): look at them.
 
-Every ``workflows/*.json`` is exercised, including ones added later.
+Every ``workflows/*.json`` is exercised, including ones added later: it loads with no missing input image (the
+pack copied its example inputs into the input folder) and the frontend's missing-models dialog lists exactly the
+weights of its ``models`` links that the server lacks. Each node's help panel (the selection toolbox's info
+button) shows the node's page ``web/docs/<node id>.md``; screenshots ``help_<node id>.png``. With the weights
+moved away, the missing-models dialog is shown and photographed (``missing_models.png``).
 """
 from __future__ import annotations
 
@@ -32,6 +36,12 @@ TEXT_NODES = ("GPENVRAMReport", "GPENBenchmark")
 EXTENSION_NAME = "ComfyUI-GPEN.ShowText"
 TEXT_WIDGET = "gpen_text"
 UI_FILES = s.ui_workflows()
+HELP_PAGES = sorted((s.REPO_ROOT / "web" / "docs").glob("*.md"))
+HELP_SECTIONS = ("Inputs", "Outputs", "Typical use", "Memory")
+MISSING_MODELS_DIALOG = ".comfy-missing-models"
+"""The list of ComfyUI's missing-models dialog (its items: label ``directory / name``, error, buttons)."""
+INPUT_LOADERS = {"LoadImage": "image", "LoadVideo": "file"}
+"""Core nodes that load a file of the input folder, and the widget naming it."""
 VIEWPORT = {"width": 1920, "height": 1080}
 
 APP = "window.comfyAPI.app.app"
@@ -54,6 +64,12 @@ class PageLog:
 
 
 # ------------------------------------------------------------------------------------ fixtures
+try:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+except ImportError:  # the tests that need it skip (see _sync_playwright)
+    PlaywrightTimeoutError = TimeoutError  # type: ignore[misc,assignment]
+
+
 def _sync_playwright():
     try:
         from playwright.sync_api import sync_playwright
@@ -235,6 +251,92 @@ def run_in_page(page, comfy: s.ComfyServer) -> dict:
     return entry
 
 
+def missing_models_shown(page) -> list[dict[str, str]]:
+    """The entries of the missing-models dialog on screen (label and error text), and close it; [] if none."""
+    page.wait_for_timeout(300)  # the dialog opens at the end of loadGraphData; one frame to render
+    dialog = page.locator(MISSING_MODELS_DIALOG)
+    if dialog.count() == 0:
+        return []
+    shown = page.evaluate(f"""() => [...document.querySelectorAll("{MISSING_MODELS_DIALOG} li")].map((li) => ({{
+        label: li.querySelector("span[title]")?.innerText ?? "",
+        url: li.querySelector("span[title]")?.title ?? "",
+        error: li.querySelector(".p-message")?.innerText ?? "",
+        buttons_disabled: [...li.querySelectorAll("button")].every((b) => b.disabled),
+    }}))""")
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="detached")
+    return shown
+
+
+def expected_missing(workflow: dict, models_dir: Path) -> list[str]:
+    """``directory / name`` of the workflow's model links whose file is not in ``models_dir``, in dialog order."""
+    return [f"{m['directory']} / {m['name']}" for m in s.model_entries(workflow)
+            if not (models_dir / m["directory"] / m["name"]).is_file()]
+
+
+def input_files_offered(page, workflow: dict) -> dict[str, bool]:
+    """For each file a loader node of the workflow names: whether its widget offers it (the server lists the input
+    folder's files as the widget's choices; a missing file is shown but not among them)."""
+    return page.evaluate("""([ids, loaders]) => Object.fromEntries(ids.map((id) => {
+        const node = window.comfyAPI.app.app.graph.getNodeById(id);
+        const widget = node.widgets.find((w) => w.name === loaders[node.type]);
+        return [widget.value, (widget.options?.values ?? []).includes(widget.value)];
+    }))""", [[n["id"] for n in workflow["nodes"] if n["type"] in INPUT_LOADERS], INPUT_LOADERS])
+
+
+def new_blank_workflow(page) -> None:
+    page.evaluate(f"async () => {{ await {APP}.extensionManager.command.execute('Comfy.NewBlankWorkflow'); }}")
+
+
+def add_node(page, node_type: str, pos: tuple[int, int]) -> int:
+    """Add a node of ``node_type`` at ``pos`` in a view at scale 1 with the origin at the canvas's top left corner,
+    and select it with a click on its title, as a person does (the selection toolbox then shows above it): its id.
+
+    The click point is read from the canvas's transform and position just before each click; the page may still
+    be settling (a closing side panel resizes the canvas), so a click that selected nothing is repeated, 3 at most.
+    """
+    node_id = page.evaluate(f"""([type, pos]) => {{
+        const app = {APP};
+        app.canvas.ds.scale = 1;
+        app.canvas.ds.offset = [0, 0];
+        const node = window.LiteGraph.createNode(type);
+        node.pos = pos;
+        app.graph.add(node);
+        app.graph.setDirtyCanvas(true, true);
+        return node.id;
+    }}""", [node_type, list(pos)])
+    for _ in range(3):
+        x, y = page.evaluate(f"""(id) => {{
+            const app = {APP};
+            const node = app.graph.getNodeById(id);
+            const rect = app.canvas.canvas.getBoundingClientRect();
+            const [x, y] = app.canvas.ds.convertCanvasToOffset([node.pos[0] + 60, node.pos[1] - 15]);
+            return [rect.left + x, rect.top + y];  // a point of the title bar, which sits above pos
+        }}""", node_id)
+        page.mouse.click(x, y)
+        try:
+            page.wait_for_function(f"""(id) => !!{APP}.canvas.selected_nodes?.[id]
+                && !!document.querySelector('[data-testid="info-button"]')""", arg=node_id, timeout=3000)
+            return node_id
+        except PlaywrightTimeoutError:
+            page.wait_for_timeout(500)
+    raise AssertionError(f"three clicks on the title of {node_type} at ({x:.0f}, {y:.0f}) did not select it")
+
+
+def help_panel_text(page) -> tuple[str, str]:
+    """Click the selection toolbox's info button (as a person does); (header, rendered page text) of the help
+    panel once the page is rendered. A node without a page would show the fallback (description and tables)."""
+    page.locator('[data-testid="info-button"]').click()
+    content = page.locator(".node-help-content .markdown-content")
+    content.wait_for(state="visible")
+    page.wait_for_function("""() => {
+        const el = document.querySelector(".node-help-content .markdown-content");
+        return el && el.innerText.trim().length > 0;
+    }""")
+    header = page.locator(".node-help-content").locator("xpath=..").locator("span.font-semibold").first.inner_text()
+    return header, content.inner_text()
+
+
 # ------------------------------------------------------------------------------------ tests
 def test_mentions_pack():
     assert s.mentions_pack("Error loading extension /extensions/ComfyUI-GPEN/js/gpen_report.js")
@@ -269,6 +371,10 @@ def test_ui_workflow_runs_from_the_page(path, page, page_log, comfy, artifacts):
     workflow = s.load_json(path)
     errors_before = len(page_log.errors)
     load_as_dropped(page, workflow, path.stem)
+    shown = missing_models_shown(page)
+    assert [m["label"] for m in shown] == expected_missing(workflow, comfy.base / "models"), shown
+    offered = input_files_offered(page, workflow)
+    assert offered and all(offered.values()), f"input files not in the input folder: {offered}"
 
     loaded = {n["id"]: n for n in graph_state(page)}
     assert sorted(loaded) == sorted(n["id"] for n in workflow["nodes"]), "the page's graph lost or added nodes"
@@ -294,6 +400,64 @@ def test_ui_workflow_runs_from_the_page(path, page, page_log, comfy, artifacts):
     page.screenshot(path=str(shot))
     print(f"screenshot: {shot}")
     assert page_log.pack_errors(errors_before) == []
+    named = set(offered)
+    assert [r for r in page_log.bad_requests if any(name in r for name in named)] == []
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("doc", HELP_PAGES, ids=lambda p: p.stem)
+def test_help_panel_shows_the_nodes_page(doc, page, page_log, comfy, artifacts):
+    """Select the node on the canvas, click the toolbox's info button: the panel shows web/docs/<node id>.md."""
+    node_type = doc.stem
+    info = s.http_json(f"{comfy.url}/object_info/{node_type}")[node_type]
+    assert info["python_module"] == f"custom_nodes.{s.PACK_NAME}"
+    errors_before = len(page_log.errors)
+    new_blank_workflow(page)
+    add_node(page, node_type, (420, 260))
+    header, text = help_panel_text(page)
+    assert header == info["display_name"]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    assert lines[0] == info["display_name"], lines[:3]  # the page's "# title"
+    assert [line for line in lines if line in HELP_SECTIONS] == list(HELP_SECTIONS)
+    declared = [*info["input"].get("required", {}), *info["input"].get("optional", {})]
+    assert [name for name in declared if name not in text] == []
+    assert [name for name in info["output_name"] if name not in text] == []
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(artifacts / f"help_{node_type}.png"))
+    page.locator('[data-testid="info-button"]').click()  # the same button closes the help again
+    page.locator(".node-help-content").wait_for(state="detached")
+    # The frontend asks for docs/<node id>/<locale>.md first, then docs/<node id>.md: the first may be a 404.
+    locale_page = f"/extensions/{s.PACK_NAME}/docs/{node_type}/"
+    assert [e for e in page_log.pack_errors(errors_before) if locale_page not in e] == []
+
+
+@pytest.mark.e2e
+def test_missing_models_dialog_lists_the_weights_a_template_needs(page, comfy, artifacts):
+    """With the weights away, loading a face template shows ComfyUI's missing-models dialog with one entry per
+    file (``directory / name``). The frontend offers its Download button only for .safetensors files from a few
+    hosts: every GPEN entry says so and its buttons are disabled."""
+    path = s.WORKFLOWS_DIR / "gpen_face_restore_group.json"
+    workflow = s.load_json(path)
+    models, away = comfy.base / "models", comfy.base / "weights-away"
+    moved = [m for m in s.model_entries(workflow) if (models / m["directory"] / m["name"]).is_file()]
+    away.mkdir(exist_ok=True)
+    try:
+        for m in moved:
+            (models / m["directory"] / m["name"]).rename(away / m["name"])
+        load_as_dropped(page, workflow, path.stem)
+        page.locator(MISSING_MODELS_DIALOG).wait_for(state="visible")
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(artifacts / "missing_models.png"))
+        shown = missing_models_shown(page)
+    finally:
+        for m in moved:
+            (away / m["name"]).rename(models / m["directory"] / m["name"])
+    entries = s.model_entries(workflow)
+    assert [m["label"] for m in shown] == [f"{e['directory']} / {e['name']}" for e in entries]
+    for entry, item in zip(entries, shown, strict=True):
+        assert item["url"] == entry["url"]
+        assert item["error"].startswith(f"Download not allowed from source '{entry['url']}'"), item
+        assert item["buttons_disabled"], item
 
 
 @pytest.mark.e2e

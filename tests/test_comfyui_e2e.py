@@ -130,6 +130,21 @@ def test_workflow_templates_are_listed_and_served(comfy):
 
 
 @pytest.mark.e2e
+def test_the_pack_copied_the_example_inputs(comfy, object_info):
+    """The test server's input folder starts empty: loading the pack put every file the workflows load there,
+    and the server lists the images in Load Image's choices."""
+    prompts = [s.load_json(p) for p in API_FILES]
+    names = s.image_names(prompts) | s.video_names(prompts)
+    assert names
+    for name in sorted(names):
+        shipped = (s.REPO_ROOT / "example_inputs" / name).read_bytes()
+        assert (comfy.base / "input" / name).read_bytes() == shipped, name
+    assert "copied the templates' example inputs" in comfy.log_tail(10**7)
+    choices = object_info["LoadImage"]["input"]["required"]["image"][0]
+    assert s.image_names(prompts) <= set(choices), choices
+
+
+@pytest.mark.e2e
 @pytest.mark.parametrize("path", UI_FILES, ids=lambda p: p.stem)
 def test_ui_workflow_converts_to_its_api_twin(path, object_info):
     twin = s.load_json(s.API_DIR / path.name)
