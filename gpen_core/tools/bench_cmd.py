@@ -8,6 +8,7 @@ import torch
 
 from ..arch.tiled import MIN_TILE
 from ..checks import check_range
+from ..face.masks import MASK_MODE_NAMES
 from ..runtime.precision import DTYPES
 from .arguments import check_device
 from .batch import UsageError
@@ -41,7 +42,18 @@ def check_bench_options(args: argparse.Namespace) -> torch.device:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    check_bench_options(args)
+    device = check_bench_options(args)
+    if args.photo is not None:
+        from .bench_photo import DEFAULT_PHOTO, run_photo_bench
+
+        photo = Path(args.photo) if args.photo else DEFAULT_PHOTO
+        if not photo.is_file():
+            raise UsageError(f"--photo {photo}: no such file")
+        (precision,) = args.precisions[:1]
+        run_photo_bench(photo, size=args.sizes[-1], precision=precision, device=device,
+                        detector=args.detector or "auto", detector_dirs=tuple(args.detector_dir or ()),
+                        masks=tuple(args.masks), max_faces=args.max_faces, measure=args.measure)
+        return 0
     if args.nms:
         from .bench_nms import run_nms_bench
 
@@ -66,4 +78,14 @@ def add_bench_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentP
     p.add_argument("--plot", default=None, help="also draw memory and time per strategy into this PNG")
     p.add_argument("--official", default=None, help="path to a yangxy/GPEN checkout: also time the official code (CPU)")
     p.add_argument("--nms", action="store_true", help="time the face detectors' NMS instead (a table; no GPEN rows)")
+    p.add_argument("--photo", nargs="?", const="", default=None,
+                   help="whole-photo mode: a photo's faces stage by stage, per paste mask, against GPEN alone "
+                        "(default photo: the pack's example_inputs/solvay-1927.png; GPEN size: the last of --sizes; "
+                        "precision: the first of --precisions)")
+    p.add_argument("--masks", nargs="+", default=["box", "parse"], choices=MASK_MODE_NAMES,
+                   help="--photo: the paste masks to run")
+    p.add_argument("--max-faces", type=int, default=0, help="--photo: at most this many faces (0: all)")
+    p.add_argument("--detector", default=None, help="--photo: the face detector (default auto)")
+    p.add_argument("--detector-dir", action="append", default=None, help="--photo: folder with detector weights")
+    p.add_argument("--measure", action="store_true", help="--photo: also count live tensors (slower)")
     p.set_defaults(func=cmd_bench)

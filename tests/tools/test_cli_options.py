@@ -20,6 +20,7 @@ CORE_LISTS = {
     ("enhance", "compile"): COMPILE_MODES,
     ("enhance", "input_range"): tuple(INPUT_RANGES),
     ("bench", "precisions"): tuple(DTYPES),
+    ("bench", "masks"): MASK_MODE_NAMES,
     ("gpu-check", "sizes"): SIZES,
     ("gpu-check", "timing_sizes"): SIZES,
 }
