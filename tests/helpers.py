@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -18,27 +17,9 @@ DATA_DIR = TESTS_DIR / "data"
 FACE_DATA_DIR = TESTS_DIR / "face" / "data"
 
 
-def _shared_dir() -> Path:
-    """``shared/`` beside the repository (test photos), also from a git worktree of it.
-
-    ``GPEN_SHARED_DIR`` names it explicitly. Else ``<repo>/../shared``; in a worktree (``.git`` is a file
-    pointing into the main checkout's ``.git/worktrees/``), ``shared/`` beside the main checkout.
-    """
-    if os.environ.get("GPEN_SHARED_DIR"):
-        return Path(os.environ["GPEN_SHARED_DIR"])
-    beside = REPO_ROOT.parent / "shared"
-    git = REPO_ROOT / ".git"
-    if not beside.is_dir() and git.is_file():
-        text = git.read_text(encoding="utf-8").strip()
-        if text.startswith("gitdir:"):
-            main_git = Path(text.split(":", 1)[1].strip()).resolve().parents[1]  # <main>/.git
-            return main_git.parent.parent / "shared"
-    return beside
-
-
-SHARED_DIR = _shared_dir()
-PHOTOS_DIR = SHARED_DIR / "photos"
-"""Real photos for the face tests; tests that need them skip when the folder is absent."""
+PHOTOS_DIR = REPO_ROOT / "example_inputs"
+"""Real photos for the face tests: the public-domain photos the pack ships for its templates (the suite stands
+alone: nothing outside the repository is read)."""
 
 TINY = g.GPENConfig(64, channel_multiplier=2, narrow=0.125)
 """A GPEN-64 with 64 channels at 4x4: every code path of the real models, milliseconds per forward."""

@@ -6,10 +6,8 @@ import asyncio
 import importlib
 import json
 import logging
-from pathlib import Path
 
 import comfy_stubs
-import pytest
 
 from helpers import REPO_ROOT, forget_pack, import_pack
 from nodes.example_inputs import EXAMPLE_INPUTS, EXAMPLE_INPUTS_DIR, install_example_inputs
@@ -105,14 +103,3 @@ def test_a_copy_that_fails_halfway_leaves_nothing(tmp_path, monkeypatch):
     report = install_example_inputs(input_dir)
     assert report.failed == EXAMPLE_INPUTS
     assert list(input_dir.iterdir()) == []
-
-
-def test_the_shipped_files_are_the_shared_test_photos():
-    """The photos are the public-domain ones the suite uses elsewhere (README in example_inputs/)."""
-    from helpers import PHOTOS_DIR
-
-    for name in ("portrait-1947.png", "solvay-1927.png"):
-        shared = Path(PHOTOS_DIR) / name
-        if not shared.is_file():
-            pytest.skip(f"{shared} is not here")
-        assert (EXAMPLE_INPUTS_DIR / name).read_bytes() == shared.read_bytes()
