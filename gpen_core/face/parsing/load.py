@@ -183,7 +183,8 @@ def load_parser(
     Args:
         source: ``.pth``/``.pt``/``.safetensors`` path or a state dict.
         device: where to put it (default CPU).
-        dtype: floating dtype of the weights (use the GPEN model's).
+        dtype: compute dtype (:func:`~.precision.resolve_parser_dtype`); float32 is the official
+            network, bfloat16 and float16 fold the BatchNorms into the convs (:meth:`ParseNet.set_dtype`).
 
     Raises:
         ParserWeightsNotFoundError: no such file.
@@ -197,7 +198,7 @@ def load_parser(
     model = ParseNet(config)
     load_strict(model, state, name, f"ParseNet ({config})", optional_key_suffix="num_batches_tracked")
     model.eval().requires_grad_(False)
-    model.to(device=device or "cpu", dtype=dtype)
+    model.set_dtype(dtype).to(device=device or "cpu")  # half: BatchNorms folded here, from the float32 weights
     logger.debug("loaded ParseNet %s from %s", config, name)
     return model
 
@@ -214,7 +215,7 @@ def load_parser_for_mask(
     Args:
         mask: ``"parse"``, ``"auto"`` or ``"box"``.
         where: a ParseNet file, or folders to search (:func:`find_parser_weights`).
-        device, dtype: as :func:`load_parser` (use the GPEN model's).
+        device, dtype: as :func:`load_parser` (the dtype from :func:`~.precision.resolve_parser_dtype`).
 
     Raises:
         ParserWeightsNotFoundError: ``"parse"`` and no file found.
