@@ -181,6 +181,10 @@ def test_parse_in_half_precision_end_to_end() -> None:
     half = parse_paste_masks(load_parser(state, dtype=torch.bfloat16), crops, batch_size=2)
     assert half.dtype == torch.float32 and half.shape == exact.shape == (3, 96, 96)
     assert float((half - exact).abs().max()) < 0.1
+    workspace = PadWorkspace()  # one buffer kept across calls: the same masks
+    parser = load_parser(state)
+    again = [parse_paste_masks(parser, crops[i : i + 2], batch_size=2, workspace=workspace) for i in (0, 2)]
+    assert torch.equal(torch.cat(again), exact) and workspace.nbytes > 0
     classes = parse_classes(load_parser(state), crops, batch_size=3)
     half_classes = parse_classes(load_parser(state, dtype=torch.bfloat16), crops, batch_size=3)
     difference = mask_difference(classes, half_classes, kept_classes(), 96)
