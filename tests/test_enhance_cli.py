@@ -116,3 +116,10 @@ def test_bench_parser_rows():
     assert 0 < rows[1].logit_error < 1 and rows[1].difference.pixels == 2 * 512 * 512
     assert all(r.seconds_per_face > 0 and 19 * 512 * 512 * 2 < r.peak_bytes <= r.estimate_bytes for r in rows)
     assert len(lines) == 3 and lines[0] == bench.PARSER_HEADER
+
+
+def test_bench_official_parser_needs_a_gpen_checkout(tmp_path):
+    from gpen_core.tools import bench
+
+    with pytest.raises(FileNotFoundError, match="no face_parse/parse_model.py"):
+        bench.load_official_parser(tmp_path, {}, torch.device("cpu"))
