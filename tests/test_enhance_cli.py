@@ -109,8 +109,17 @@ def test_bench_parser_rows():
     from gpen_core.tools import bench
 
     small = ParseNetConfig(in_size=64, out_size=64, min_feat_size=16, base_ch=4, res_depth=1, ch_range=(4, 8))
-    rows = bench.bench_parser(["fp32", "bf16"], torch.device("cpu"), 1, log=lambda _: None, config=small)
-    assert [(r.size, r.precision, r.strategy) for r in rows] == [(512, "fp32", "ParseNet (paste mask)"),
-                                                                 (512, "bf16", "ParseNet (paste mask)")]
-    assert rows[0].max_error == 0 and 0 < rows[1].max_error < 1
-    assert all(r.seconds > 0 and r.peak_bytes > 19 * 512 * 512 * 2 for r in rows)
+    lines: list[str] = []
+    rows = bench.bench_parser(["bf16"], torch.device("cpu"), 1, log=lines.append, config=small, batch=2)
+    assert [(r.implementation, r.precision, r.batch) for r in rows] == [("ours", "fp32", 2), ("ours", "bf16", 2)]
+    assert rows[0].logit_error == 0 and rows[0].difference.class_flips == 0 and rows[0].difference.paste_max == 0
+    assert 0 < rows[1].logit_error < 1 and rows[1].difference.pixels == 2 * 512 * 512
+    assert all(r.seconds_per_face > 0 and 19 * 512 * 512 * 2 < r.peak_bytes <= r.estimate_bytes for r in rows)
+    assert len(lines) == 3 and lines[0] == bench.PARSER_HEADER
+
+
+def test_bench_official_parser_needs_a_gpen_checkout(tmp_path):
+    from gpen_core.tools import bench
+
+    with pytest.raises(FileNotFoundError, match="no face_parse/parse_model.py"):
+        bench.load_official_parser(tmp_path, {}, torch.device("cpu"))

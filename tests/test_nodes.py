@@ -226,6 +226,7 @@ def test_every_combo_lists_a_core_constant(comfy):
         ("selection",): (*face.FACE_ORDERS, *pack_module("gpen_core.face.detection").ORDER_ALIASES),
         ("mask",): face.MASK_MODE_NAMES,
         ("color_match",): pack_module("gpen_core.face.finish").COLOR_SPACES,
+        ("parser_precision",): pack_module("gpen_core.face.parsing").PARSER_PRECISIONS,
     }
     for node in comfy.nodes:
         schema = node.define_schema()

@@ -14,6 +14,7 @@ from ..run_options import RunOptions
 from .detection.selection import FaceSelection
 from .finish import COLOR_SPACES
 from .masks import MASK_MODE_NAMES
+from .parsing.precision import PARSER_PRECISIONS
 from .paste import FACE_MODES
 
 __all__ = ["MAX_UPSCALE", "DetectOptions", "PasteOptions", "RestoreOptions", "TrackOptions"]
@@ -83,6 +84,8 @@ class PasteOptions:
         upscale_factor: in [1, :data:`MAX_UPSCALE`]: faces are pasted into the image resized by this
             factor; with an upscaled image, 1 or its scale (see :func:`gpen_core.face.restore.paste_size`).
         face_mode: interpolation of the face when warped back (bicubic; bilinear is the official).
+        parser_precision: what the parse mask's ParseNet computes in (:data:`PARSER_PRECISIONS`): ``model``
+            (the generator's), or ``fp32`` (the official network bit for bit), ``bf16``, ``fp16``.
     """
 
     mask: str = "auto"
@@ -94,9 +97,11 @@ class PasteOptions:
     fidelity: float = 1.0
     upscale_factor: float = 1.0
     face_mode: str = "bicubic"
+    parser_precision: str = PARSER_PRECISIONS[0]
 
     def __post_init__(self) -> None:
         check_choice(self.mask, MASK_MODE_NAMES, "mask")
+        check_choice(self.parser_precision, PARSER_PRECISIONS, "parser_precision")
         check_choice(self.color_match, COLOR_SPACES, "color_match")
         check_choice(self.face_mode, FACE_MODES, "face_mode")
         for name in ("keep_hair", "keep_neck", "smooth_small_faces", "keep_grey"):

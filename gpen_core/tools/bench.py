@@ -25,6 +25,7 @@ import torch
 from ..arch.config import OFFICIAL_CONFIGS, GPENConfig
 from ..arch.generator import GPEN
 from ..arch.seeded import seeded_input, seeded_state_dict
+from ..face.parsing import MaskDifference, mask_difference
 from ..loading import build_model
 from ..runtime.memory import MiB, peak_memory
 from ..runtime.precision import DTYPES, resolve_device
@@ -163,29 +164,107 @@ def format_row(row: Row) -> str:
             f"{(row.peak_bytes + row.weight_bytes) / MiB:9.1f} {row.seconds:8.2f} {ops:>5} {err:>9} {mean:>9}")
 
 
+@dataclass
+class ParserRow:
+    """One face-parser row: an implementation in a precision, per face."""
+
+    implementation: str
+    """``"ours"`` or ``"official"`` (GPEN's ``face_parse/parse_model.py``)."""
+    precision: str
+    batch: int
+    seconds_per_face: float
+    peak_bytes: int
+    """Live tensors of one forward (CPU; CUDA: the allocator peak), weights and input excluded."""
+    estimate_bytes: int | None
+    """:func:`~gpen_core.face.parsing.parser_peak_bytes` (ours only): must bound ``peak_bytes``."""
+    weight_bytes: int
+    logit_error: float
+    """max |logits - our fp32 logits|."""
+    difference: MaskDifference
+    """Class, mask and paste-mask differences against our fp32 parse."""
+
+
+PARSER_HEADER = (f"{'parser':<9} {'prec':>5} {'batch':>5} {'s/face':>7} {'vs off.':>7} {'peak MiB':>9} "
+                 f"{'estimate':>9} {'+weights':>9} {'logit err':>9} {'class fl':>8} {'mask fl':>7} "
+                 f"{'paste max':>9} {'paste mean':>10}")
+
+
+def format_parser_row(row: ParserRow, official_seconds: float | None = None) -> str:
+    speed = "" if official_seconds is None else f"{official_seconds / row.seconds_per_face:6.2f}x"
+    estimate = "" if row.estimate_bytes is None else f"{row.estimate_bytes / MiB:9.1f}"
+    d = row.difference
+    return (f"{row.implementation:<9} {row.precision:>5} {row.batch:>5} {row.seconds_per_face:7.2f} {speed:>7} "
+            f"{row.peak_bytes / MiB:9.1f} {estimate:>9} {(row.peak_bytes + row.weight_bytes) / MiB:9.1f} "
+            f"{row.logit_error:9.2e} {d.class_flips:>8} {d.mask_flips:>7} {d.paste_max:9.2e} {d.paste_mean:10.2e}")
+
+
+def load_official_parser(checkout: str | Path, state: dict[str, torch.Tensor], device: torch.device) -> torch.nn.Module:
+    """GPEN's own ``ParseNet`` (``face_parse/parse_model.py`` of a yangxy/GPEN checkout), built as
+    ``FaceParse.load_model`` builds it, with ``state`` loaded strictly, in eval mode."""
+    folder = Path(checkout) / "face_parse"
+    if not (folder / "parse_model.py").is_file():
+        raise FileNotFoundError(f"{checkout}: no face_parse/parse_model.py (not a yangxy/GPEN checkout)")
+    sys.path.insert(0, str(folder))  # parse_model.py does `from blocks import *`
+    official_class = importlib.import_module("parse_model").ParseNet
+    official = official_class(512, 512, 32, 64, 19, norm_type="bn", relu_type="LeakyReLU", ch_range=[32, 256])
+    official.load_state_dict(state)
+    return official.to(device).eval()
+
+
 def bench_parser(precisions: list[str], device: torch.device, repeat: int,
-                 log: Callable[[str], None] = print, config=None) -> list[Row]:
-    """ParseNet at 512 (the paste-mask parser; ``config`` default: the official one), one face
-    per forward, per precision; the error is the max abs logit difference against the first."""
-    from ..face.parsing import load_parser, parser_input, seeded_parse_images, seeded_parsenet_state_dict
+                 log: Callable[[str], None] = print, config=None, official: str | Path | None = None,
+                 batch: int = 1) -> list[ParserRow]:
+    """ParseNet at 512 (the paste-mask parser; ``config`` default: the official one) on the reference
+    crop (seeded weights, seeded crop, ``batch`` copies): ours in fp32 and each of ``precisions``, and
+    GPEN's own code in fp32 when ``official`` names a yangxy/GPEN checkout. Times alternate between
+    the rows (best of ``repeat`` per row, per face); errors are against our fp32 parse."""
+    from ..face.parsing import (
+        PadWorkspace,
+        ParseNet,
+        kept_classes,
+        load_parser,
+        parser_input,
+        parser_peak_bytes,
+        seeded_parse_images,
+        seeded_parsenet_state_dict,
+    )
 
     state = seeded_parsenet_state_dict(config)
     crop = torch.from_numpy(seeded_parse_images(8)[..., ::-1].copy()).permute(0, 3, 1, 2)
-    rows: list[Row] = []
-    reference = None
-    for precision in precisions:
+    x = parser_input(crop.to(device)).expand(batch, -1, -1, -1).contiguous()
+    # (timed run, run for the peak, module); the timed runs of ours keep one padded-input buffer, as
+    # parse_paste_masks does across the face batches of a photo; the peak counts a fresh one
+    runs: dict[tuple[str, str], tuple[Callable[[], torch.Tensor], Callable[[], torch.Tensor], torch.nn.Module]] = {}
+    for precision in dict.fromkeys(["fp32", *precisions]):
         parser = load_parser(state, device=device, dtype=DTYPES[precision])
-        x = parser_input(crop.to(device), dtype=DTYPES[precision])
-        run = functools.partial(parser.logits, x)
+        runs[("ours", precision)] = (functools.partial(parser.logits, x, PadWorkspace()),
+                                     functools.partial(parser.logits, x), parser)
+    if official is not None:
+        model = load_official_parser(official, state, device)
+        runs[("official", "fp32")] = (lambda: model(x)[0], lambda: model(x)[0], model)
+    outputs: dict[tuple[str, str], torch.Tensor] = {}
+    seconds = dict.fromkeys(runs, float("inf"))
+    with torch.inference_mode():
+        for key, (run, _, _) in runs.items():
+            outputs[key] = run().float()  # warm-up, and the output compared
+        for _ in range(repeat):  # alternate, so that every row sees the same machine state
+            for key, (run, _, _) in runs.items():
+                seconds[key] = min(seconds[key], best_time(run, 1, device) / batch)
+    reference = outputs[("ours", "fp32")]
+    kept = kept_classes(num_classes=reference.shape[1])
+    rows = []
+    for key, (_, fresh, module) in runs.items():
         with torch.inference_mode():
-            run()  # warm-up
-            seconds = best_time(run, repeat, device)
-            out, peak = peak_memory(run, device)
-        if reference is None:
-            reference = out.float()
-        error = float((out.float() - reference).abs().max())
-        rows.append(Row(512, precision, "ParseNet (paste mask)", peak, weight_bytes(parser), seconds, error))
-        log(format_row(rows[-1]))
+            _, peak = peak_memory(fresh, device)
+        estimate = parser_peak_bytes(module.config, DTYPES[key[1]], batch) if isinstance(module, ParseNet) else None
+        difference = mask_difference(reference.argmax(dim=1), outputs[key].argmax(dim=1), kept)
+        error = float((outputs[key] - reference).abs().max())
+        rows.append(ParserRow(key[0], key[1], batch, seconds[key], peak, estimate, weight_bytes(module), error,
+                              difference))
+    official_seconds = seconds.get(("official", "fp32"))
+    log(PARSER_HEADER)
+    for row in rows:
+        log(format_parser_row(row, official_seconds))
     return rows
 
 
@@ -211,7 +290,7 @@ def time_official(checkout: str, size: int, device: torch.device, repeat: int) -
     return t_official, t_ours, float((theirs_out - ours_out).abs().max())
 
 
-def run_bench(args: argparse.Namespace) -> list[Row]:
+def run_bench(args: argparse.Namespace) -> tuple[list[Row], list[ParserRow]]:
     device = resolve_device(args.device)
     threads = torch.get_num_threads() if device.type == "cpu" else None
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {threads} threads"
@@ -223,9 +302,16 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
     for size in args.sizes:
         rows += bench_size(size, args.precisions, args.tile_size, device, args.repeat, backward=not args.no_backward,
                            overlaps=tuple(args.overlaps))
+    parser_rows: list[ParserRow] = []
     if not args.no_parser:
-        print("face parser, per face (seeded weights):")
-        parser_rows = bench_parser(args.precisions, device, args.repeat)
+        print("face parser ParseNet at 512, per face (seeded weights, reference crop): peak and estimate = live "
+              "tensors of one forward and parser_peak_bytes; logit err and flips (class, 0/1 mask pixels) and "
+              "paste-mask differences against our fp32; vs off. = official time / this time")
+        official = args.official
+        if official is not None and not (Path(official) / "face_parse" / "parse_model.py").is_file():
+            print(f"  (no official parser row: {official} has no face_parse/parse_model.py)")
+            official = None
+        parser_rows = bench_parser(args.precisions, device, args.repeat, official=official)
     if args.official:
         for size in args.sizes:
             t_off, t_ours, diff = time_official(args.official, size, device, args.repeat)
@@ -236,4 +322,4 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
 
         plot_rows(rows).save(args.plot)
         print(f"plot written to {args.plot}")
-    return rows if args.no_parser else rows + parser_rows
+    return rows, parser_rows

@@ -21,7 +21,7 @@ from ..enhance import enhance_images
 from ..face.detection.loader import load_detector
 from ..face.detection.selection import FaceSelection
 from ..face.options import DetectOptions, PasteOptions, RestoreOptions
-from ..face.parsing import FaceParser, load_parser, seeded_parsenet_state_dict
+from ..face.parsing import FaceParser, load_parser, resolve_parser_dtype, seeded_parsenet_state_dict
 from ..face.pipeline import FaceNetworks, restore_faces
 from ..face.stats import STAGES, RestoreStats
 from ..images.files import read_image
@@ -81,7 +81,8 @@ def run_photo_bench(
     image = read_image(photo)
     rgb, _ = split_alpha(image[None])
     model = load_model(seeded_state_dict(official_config(size), 1), device=device, precision=precision)
-    parser = FaceParser(load_parser(seeded_parsenet_state_dict(), device=model.device, dtype=model.dtype))
+    parser_dtype = resolve_parser_dtype(PasteOptions().parser_precision, model.dtype, model.device)
+    parser = FaceParser(load_parser(seeded_parsenet_state_dict(), device=model.device, dtype=parser_dtype))
     found = load_detector(detector, list(detector_dirs), device=device)
     log(f"whole photo: {Path(photo).name} ({rgb.shape[-1]}x{rgb.shape[-2]}), GPEN-{size} {precision} and ParseNet "
         f"(seeded), detector {found.name}, {device}" + (f", {torch.get_num_threads()} threads" if device.type == "cpu"

@@ -42,6 +42,7 @@ class RuntimeSpec:
         detector_dirs: folders searched for detector weights.
         mask: the paste-mask mode (a parser is loaded when the mode uses one).
         parser_where: a ParseNet file or folders to search for one.
+        parser_precision: what the parser computes in (:data:`gpen_core.face.parsing.PARSER_PRECISIONS`).
     """
 
     model: str
@@ -53,6 +54,7 @@ class RuntimeSpec:
     detector_dirs: tuple[str, ...] = ()
     mask: str = "auto"
     parser_where: str | tuple[str, ...] = ()
+    parser_precision: str = "model"
 
 
 @dataclass
@@ -81,7 +83,7 @@ def load_runtime(spec: RuntimeSpec) -> Runtime:
         FileNotFoundError, CheckpointError, DetectorWeightsNotFoundError, ValueError: with the file named.
     """
     from ..face.detection import loader
-    from ..face.parsing import load_parser_for_mask
+    from ..face.parsing import load_parser_for_mask, resolve_parser_dtype
     from ..runtime.precision import resolve_device
 
     device = resolve_device(spec.device)
@@ -95,7 +97,8 @@ def load_runtime(spec: RuntimeSpec) -> Runtime:
                                compile=spec.compile)
     if detector is not None:
         where = spec.parser_where if isinstance(spec.parser_where, str) else list(spec.parser_where)
-        parser = load_parser_for_mask(spec.mask, where, device=model.device, dtype=model.dtype)
+        dtype = resolve_parser_dtype(spec.parser_precision, model.dtype, model.device)
+        parser = load_parser_for_mask(spec.mask, where, device=model.device, dtype=dtype)
         networks = FaceNetworks(model, detector, parser)
     return Runtime(model, networks, "" if detector is None else detector.name)
 

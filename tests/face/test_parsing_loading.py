@@ -118,8 +118,13 @@ def test_key_variants(small_state, probe, variant: str) -> None:
 
 def test_dtype_and_device(small_state) -> None:
     model = load_parser(small_state, dtype=torch.bfloat16, device="cpu")
-    assert model.out_mask_conv.conv2d.weight.dtype == torch.bfloat16
-    assert model.encoder[1].conv1.norm.norm.num_batches_tracked.dtype == torch.int64
+    assert model.dtype == torch.bfloat16 and model.device == torch.device("cpu")
+    assert model.encoder[1].conv1.conv2d.weight.dtype == torch.bfloat16
+    assert model.out_mask_conv.conv2d.weight.dtype == torch.float32  # the parsing head stays float32
+    assert model.folded and model.encoder[1].conv1.norm is None  # BatchNorms folded at load
+    exact = load_parser(small_state)
+    assert exact.dtype == torch.float32 and not exact.folded
+    assert exact.encoder[1].conv1.norm.norm.num_batches_tracked.dtype == torch.int64
 
 
 def test_missing_and_misshaped_keys_name_the_file(tmp_path: Path, small_state) -> None:

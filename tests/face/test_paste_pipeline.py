@@ -342,17 +342,18 @@ def test_parser_overflow_is_recomputed_in_float32(caplog) -> None:
     from gpen_core.face.parsing.run import _logits_checked
 
     state = seeded_parsenet_state_dict(PARSER_CONFIG, base=5, gain=0.9)
-    # outputs beyond fp16's range (65504), weights within it
-    state["out_mask_conv.conv2d.weight"] = state["out_mask_conv.conv2d.weight"] * 30000.0
+    # trunk activations beyond fp16's range (65504), weights within it (the parsing head is float32)
+    state["encoder.0.conv2d.weight"] = state["encoder.0.conv2d.weight"] * 30000.0
     half = load_parser(state, dtype=torch.float16)
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(7)) * 2 - 1  # small: fp16 is slow on CPU
     with caplog.at_level(logging.WARNING), torch.inference_mode():
-        logits = _logits_checked(half, x.half())
-        reference = load_parser(state, dtype=torch.float16).float().logits(x.half().float())  # same fp16 weights
+        assert not bool(torch.isfinite(half.logits(x)).all())
+        logits = _logits_checked(half, x)
+        reference = load_parser(state, dtype=torch.float16).float().logits(x)  # same folded fp16 weights
     assert "float32" in caplog.text
     assert logits.dtype == torch.float32 and bool(torch.isfinite(logits).all())
     torch.testing.assert_close(logits, reference)
-    assert half.out_mask_conv.conv2d.weight.dtype == torch.float16
+    assert half.dtype == torch.float16 and half.encoder[0].conv2d.weight.dtype == torch.float16  # left as it was
 
 
 # ----------------------------------------------------------------------------- memory plan
@@ -385,9 +386,9 @@ def test_face_batches_fit_both_networks(monkeypatch, model, parser) -> None:
 
     real_logits = parser.logits
 
-    def counting_logits(x):
+    def counting_logits(x, workspace=None):
         seen["parser"].append(x.shape[0])
-        return real_logits(x)
+        return real_logits(x, workspace)
 
     monkeypatch.setattr(restore_module, "enhance_images", fake_enhance)
     monkeypatch.setattr(parser, "logits", counting_logits)

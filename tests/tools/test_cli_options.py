@@ -8,6 +8,7 @@ from gpen_core.arch.graphs import COMPILE_MODES
 from gpen_core.face.detection.selection import FACE_ORDERS, ORDER_ALIASES
 from gpen_core.face.finish import COLOR_SPACES
 from gpen_core.face.masks import MASK_MODE_NAMES
+from gpen_core.face.parsing.precision import PARSER_PRECISIONS
 from gpen_core.runtime.precision import DTYPES, PRECISIONS
 from gpen_core.tools.cli import build_parser
 from gpen_core.tools.gpu_report import SIZES
@@ -15,6 +16,7 @@ from gpen_core.tools.gpu_report import SIZES
 CORE_LISTS = {
     ("enhance", "mask"): MASK_MODE_NAMES,
     ("enhance", "color_match"): COLOR_SPACES,
+    ("enhance", "parser_precision"): PARSER_PRECISIONS,
     ("enhance", "selection"): (*FACE_ORDERS, *ORDER_ALIASES),
     ("enhance", "precision"): PRECISIONS,
     ("enhance", "compile"): COMPILE_MODES,

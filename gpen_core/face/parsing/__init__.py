@@ -1,5 +1,6 @@
 """Face parsing (ParseNet) for the paste mask: network, weights, input preparation, class tables."""
 
+from .compare import MaskDifference, mask_difference
 from .face_parser import FaceParser
 from .inputs import PARSE_SIZE, parser_input, to_levels
 from .load import (
@@ -20,15 +21,20 @@ from .masks import (
     kept_classes,
 )
 from .network import ParseNet, ParseNetConfig
+from .precision import PARSER_PRECISIONS, resolve_parser_dtype
 from .resize import cv2_resize_uint8
 from .run import parse_classes, parse_paste_masks, parser_peak_bytes
 from .seeded import seeded_parse_images, seeded_parsenet_state_dict, state_dict_digest
+from .workspace import PadWorkspace
 
 __all__ = [
     "CLASS_NAMES",
     "FaceParser",
+    "MaskDifference",
     "PARSER_DOWNLOADS",
+    "PARSER_PRECISIONS",
     "PARSE_SIZE",
+    "PadWorkspace",
     "ParseNet",
     "ParseNetConfig",
     "ParserWeightsNotFoundError",
@@ -40,6 +46,7 @@ __all__ = [
     "kept_classes",
     "load_parser",
     "load_parser_for_mask",
+    "mask_difference",
     "parse_classes",
     "parse_paste_masks",
     "parsenet_config_from_state_dict",
@@ -47,6 +54,7 @@ __all__ = [
     "parser_peak_bytes",
     "read_parser_state_dict",
     "require_parser_weights",
+    "resolve_parser_dtype",
     "seeded_parse_images",
     "seeded_parsenet_state_dict",
     "state_dict_digest",

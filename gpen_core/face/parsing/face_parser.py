@@ -6,6 +6,7 @@ import torch
 from .masks import kept_classes
 from .network import ParseNet
 from .run import parse_paste_masks, parser_peak_bytes
+from .workspace import PadWorkspace
 
 __all__ = ["FaceParser"]
 
@@ -19,19 +20,17 @@ class FaceParser:
 
     def __init__(self, net: ParseNet) -> None:
         self.net = net
+        self.workspace = PadWorkspace()
+        """The padded-input buffer, kept from one face batch to the next (grown, never shrunk, while this lives)."""
 
     @property
     def device(self) -> torch.device:
-        return self.net.out_mask_conv.conv2d.weight.device
+        return self.net.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.net.out_mask_conv.conv2d.weight.dtype
-
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> FaceParser:
-        """Move the network (in place); returns ``self``."""
-        self.net.to(device=device, dtype=dtype)
-        return self
+        """The dtype the network computes in (its head stays float32 in half precision)."""
+        return self.net.dtype
 
     def paste_masks(self, crops: torch.Tensor, *, keep_hair: bool = True, keep_neck: bool = True) -> torch.Tensor:
         """GPEN's paste masks of ``(N, 3, S, S)`` restored crops in [0, 1], parsed in one batch.
@@ -40,7 +39,8 @@ class FaceParser:
             ``(N, S, S)`` float32 masks in [0, 1] on ``crops``' device.
         """
         kept = kept_classes(keep_hair=keep_hair, keep_neck=keep_neck)
-        return parse_paste_masks(self.net, crops, kept=kept, batch_size=max(1, crops.shape[0]))
+        return parse_paste_masks(self.net, crops, kept=kept, batch_size=max(1, crops.shape[0]),
+                                 workspace=self.workspace)
 
     def peak_bytes(self, batch: int) -> int:
         """Upper estimate of one forward's activations on ``batch`` crops (:func:`parser_peak_bytes`)."""

@@ -212,7 +212,8 @@ def load_parser(
     Args:
         source: ``.pth``/``.pt``/``.safetensors`` path or a state dict.
         device: where to put it (default CPU).
-        dtype: floating dtype of the weights (use the GPEN model's).
+        dtype: compute dtype (:func:`~.precision.resolve_parser_dtype`); float32 is the official
+            network, bfloat16 and float16 fold the BatchNorms into the convs (:meth:`ParseNet.set_dtype`).
 
     Raises:
         ParserWeightsNotFoundError: no such file.
@@ -222,7 +223,7 @@ def load_parser(
     """
     name = describe(source)
     model = build_parsenet(read_parser_state_dict(source), name)
-    model.to(device=device or "cpu", dtype=dtype)
+    model.set_dtype(dtype).to(device=device or "cpu")  # half: BatchNorms folded here, from the float32 weights
     logger.debug("loaded ParseNet %s from %s", model.config, name)
     return model
 
@@ -240,7 +241,7 @@ def load_parser_for_mask(
     Args:
         mask: a mask mode name.
         where: a ParseNet file, or folders to search (:func:`find_parser_weights`).
-        device, dtype: as :func:`load_parser` (use the GPEN model's).
+        device, dtype: as :func:`load_parser` (the dtype from :func:`~.precision.resolve_parser_dtype`).
 
     Raises:
         ValueError: an unknown mode.
