@@ -8,8 +8,8 @@ job; nothing is passed to them):
 * ``kill``: a source file name; the worker running it writes half of the output's temporary file, then
   ends its own process (SIGKILL: no clean-up runs), once per run (``killed`` marks it done), or on every
   try when the file holds ``always`` on its second line.
-* ``hang``: a source file name; the worker running it writes half of the output's temporary file, then
-  waits (a write that is in progress when the run is cancelled).
+* ``hang``: a source file name; the worker running it writes half of the output's temporary file, creates
+  ``hanging``, then waits (a write that is in progress when the run is cancelled).
 """
 from __future__ import annotations
 
@@ -49,6 +49,7 @@ class FaultyWorker(JobWorker):
         if job.source.name in (hang, *kill[:1]):
             partial_path(job.target).write_bytes(b"\x89PNG half written")
             if job.source.name == hang:
+                (faults / "hanging").touch()
                 time.sleep(HANG_SECONDS)
             elif kill[1:] == ["always"] or _claimed(faults / "killed"):
                 os.kill(os.getpid(), signal.SIGKILL)

@@ -17,12 +17,11 @@ dataset is cancelled, its workers are ended, and the temporary files of unfinish
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
+import pickle
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,8 @@ from .batch_report import DISK_FULL, BatchReport
 from .jobs import JobResult, JobSettings, Runtime, RuntimeSpec, load_runtime, run_job
 from .ray_options import RayOptions, import_ray
 
-__all__ = ["JOB_TRIES", "WORKER_RESTARTS", "JobWorker", "connect", "run_ray", "shipped_job", "shipped_spec"]
+__all__ = ["JOB_TRIES", "WORKER_RESTARTS", "JobWorker", "as_given", "connect", "run_ray", "shipped_job",
+           "shipped_spec"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,14 +46,22 @@ WORKERS_END_SECONDS = 30.0
 """Longest wait, after a cancel, for the workers of a cluster this run did not start to end."""
 WORKER_CLASS = "MapWorker(MapBatches(JobWorker))"
 """The class name Ray Data gives the actors of :class:`JobWorker` (to wait for their end)."""
-NO_FRAME = -1
-"""``frame`` of a single-image job in a dataset row."""
 
 
 def shipped_job(job: Job) -> Job:
     """``job`` with absolute paths: the workers' current folder is not the driver's."""
-    return Job(job.source.absolute(), job.frame, job.target.absolute(),
-               None if job.mask is None else job.mask.absolute())
+    values = {field.name: getattr(job, field.name) for field in dataclasses.fields(job)}
+    paths: dict[str, Any] = {name: value.absolute() for name, value in values.items() if isinstance(value, Path)}
+    return dataclasses.replace(job, **paths)
+
+
+def as_given(text: str, job: Job) -> str:
+    """``text`` from a worker (an error naming a file) with the paths of ``job`` as the user gave them, so
+    that the failure list reads as the local run's."""
+    for path in (job.source, *job.outputs, *map(partial_path, job.outputs)):
+        if not path.is_absolute():
+            text = text.replace(str(path.absolute()), str(path))
+    return text
 
 
 def shipped_spec(spec: RuntimeSpec) -> RuntimeSpec:
@@ -71,17 +79,9 @@ def shipped_spec(spec: RuntimeSpec) -> RuntimeSpec:
 
 
 def _job_rows(jobs: list[Job]) -> list[dict[str, Any]]:
-    """One dataset row per job (plain columns: Arrow stores them without pickling)."""
-    return [{"index": index, "source": str(job.source), "frame": NO_FRAME if job.frame is None else job.frame,
-             "target": str(job.target), "mask": "" if job.mask is None else str(job.mask)}
-            for index, job in enumerate(map(shipped_job, jobs))]
-
-
-def _batch_jobs(batch: dict[str, np.ndarray]) -> Iterator[Job]:
-    for source, frame, target, mask in zip(batch["source"], batch["frame"], batch["target"], batch["mask"],
-                                           strict=True):
-        yield Job(Path(source), None if int(frame) == NO_FRAME else int(frame), Path(target),
-                  Path(mask) if mask else None)
+    """One dataset row per job: its index and the pickled :func:`shipped_job` (a binary column, which Arrow
+    stores as it is; whatever fields a job has travel with it)."""
+    return [{"index": index, "job": pickle.dumps(shipped_job(job))} for index, job in enumerate(jobs)]
 
 
 class JobWorker:
@@ -107,13 +107,13 @@ class JobWorker:
             self.load_error = f"a worker on {ray.util.get_node_ip_address()} could not load the networks: {text}"
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """``batch`` of job rows -> ``{"index": (N,), "result": (N,) JSON of each JobResult, "load_error": (N,)}``
-        (no result when the networks did not load)."""
+        """``batch`` of job rows -> ``{"index": (N,), "result": (N,) pickled JobResults, "load_error": (N,)}``
+        (empty results when the networks did not load)."""
         count = len(batch["index"])
         if self.runtime is None:
-            results = [""] * count
+            results = [b""] * count
         else:
-            results = [json.dumps(dataclasses.asdict(self.run(job))) for job in _batch_jobs(batch)]
+            results = [pickle.dumps(self.run(pickle.loads(job))) for job in batch["job"]]
         return {"index": np.asarray(batch["index"]), "result": np.asarray(results, dtype=object),
                 "load_error": np.asarray([self.load_error] * count, dtype=object)}
 
@@ -194,7 +194,10 @@ def run_ray(jobs: list[Job], settings: JobSettings, spec: RuntimeSpec, failures:
             for row in rows:
                 if row["load_error"]:
                     raise UsageError(row["load_error"])
-                if report.record(int(row["index"]), JobResult(**json.loads(row["result"]))):
+                index, result = int(row["index"]), pickle.loads(row["result"])
+                if result.error is not None:
+                    result.error = as_given(result.error, jobs[index])
+                if report.record(index, result):
                     break
             else:
                 complete = True

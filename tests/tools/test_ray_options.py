@@ -16,7 +16,8 @@ from gpen_core.tools.batch_report import DISK_FULL, BatchReport
 from gpen_core.tools.cli import build_parser, main
 from gpen_core.tools.enhance_cmd import enhance_settings, runtime_spec
 from gpen_core.tools.jobs import JobResult
-from gpen_core.tools.ray_runner import shipped_job, shipped_spec
+from gpen_core.images.files import partial_path
+from gpen_core.tools.ray_runner import as_given, shipped_job, shipped_spec
 
 
 @pytest.fixture()
@@ -128,3 +129,13 @@ def test_a_full_disk_fails_every_job_without_a_result():
     report.end_line()
     assert report.finish() == 1
     assert failures.items == [("a.png", DISK_FULL), ("b.png", "cannot write the output")]
+
+
+def test_errors_from_the_workers_name_the_files_as_given(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    job = Job(Path("in/x.png"), None, Path("out/x.png"), Path("out/x_mask.png"))
+    shipped = shipped_job(job)
+    text = f"cannot write the output ({partial_path(shipped.mask)}): Permission denied; read {shipped.source}"
+    assert as_given(text, job) == "cannot write the output (out/.x_mask.png.partial): Permission denied; read in/x.png"
+    absolute = Job(tmp_path / "x.png", None, tmp_path / "o.png")
+    assert as_given(f"{absolute.target}: bad", absolute) == f"{absolute.target}: bad"

@@ -187,20 +187,20 @@ def test_a_job_that_always_ends_its_worker_is_listed_after_its_tries(cluster, co
 def test_ctrl_c_leaves_no_partial_file_and_skip_existing_finishes(cluster, corpus, local_run, faulty, monkeypatch,
                                                                   capsys):
     root, args = corpus
-    out, folder = faults(root, "interrupted", hang="face05.png")
+    out, folder = faults(root, "interrupted", hang="face00.png")
     record = BatchReport.record
     seen = []
 
-    def interrupted_after_ten(self, index, result):
+    def interrupted_while_face00_is_written(self, index, result):
         seen.append(index)
-        if len(seen) == 10:
+        if len(seen) >= 5 and (folder / "hanging").exists():
             raise KeyboardInterrupt  # as Ctrl-C in the driver
         return record(self, index, result)
 
-    monkeypatch.setattr(BatchReport, "record", interrupted_after_ten)
+    monkeypatch.setattr(BatchReport, "record", interrupted_while_face00_is_written)
     code, err = run_cli(capsys, *args, "-o", str(out), "--ray", "--workers", "2")
     assert code == 130 and err.rstrip().endswith("interrupted")
-    assert started(folder)["face05.png None"] == 1  # it was writing when the run was cancelled
+    assert started(folder)["face00.png None"] == 1  # it was writing when the run was cancelled
     before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.iterdir()}
     outputs, local_code, _ = local_run
     assert set(before) < set(outputs)  # outputs only, none partial
