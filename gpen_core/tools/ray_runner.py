@@ -130,6 +130,9 @@ def connect(options: RayOptions, *, num_cpus: int | None = None) -> bool:
 
     Args:
         num_cpus: CPUs of a local cluster (None: this machine's).
+
+    Raises:
+        UsageError: no cluster answers at ``options.address``.
     """
     ray = import_ray(local=options.address is None)
     if ray.is_initialized():
@@ -138,7 +141,11 @@ def connect(options: RayOptions, *, num_cpus: int | None = None) -> bool:
     if options.address is None:
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **settings)  # never RAY_ADDRESS
     else:
-        ray.init(address=options.address, **settings)
+        try:
+            ray.init(address=options.address, **settings)
+        except ConnectionError as err:
+            raise UsageError(f"--ray {options.address}: {err} Start one with ray start --head, or give no address "
+                             "for a local cluster") from err
     return True
 
 

@@ -11,12 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
+from gpen_core.images.files import partial_path
 from gpen_core.tools.batch import Failures, Job
 from gpen_core.tools.batch_report import DISK_FULL, BatchReport
 from gpen_core.tools.cli import build_parser, main
 from gpen_core.tools.enhance_cmd import enhance_settings, runtime_spec
 from gpen_core.tools.jobs import JobResult
-from gpen_core.images.files import partial_path
 from gpen_core.tools.ray_runner import as_given, shipped_job, shipped_spec
 
 

@@ -22,7 +22,8 @@ from gpen_core.tools.cli import main
 from gpen_core.tools.ray_options import RayOptions
 from helpers import TINY
 
-if importlib.util.find_spec("ray") is None or importlib.util.find_spec("pandas") is None:
+# find_spec does not import Ray: the cluster fixture imports it after setting the local cluster's environment.
+if any(importlib.util.find_spec(name) is None for name in ("ray", "pandas", "pyarrow")):
     pytest.skip("Ray Data is not installed (pip install '.[ray]')", allow_module_level=True)
 
 pytestmark = pytest.mark.slow  # a Ray cluster and its workers start in seconds, not milliseconds
