@@ -44,8 +44,9 @@ WORKER_RESTARTS = 8
 """Most times one worker is restarted after its process ended (Ray's ``max_restarts``)."""
 WORKERS_END_SECONDS = 30.0
 """Longest wait, after a cancel, for the workers of a cluster this run did not start to end."""
-WORKER_CLASS = "MapWorker(MapBatches(JobWorker))"
-"""The class name Ray Data gives the actors of :class:`JobWorker` (to wait for their end)."""
+WORKER_CLASS_PREFIX = "MapWorker("
+"""How the class names of Ray Data's actors begin, e.g. ``MapWorker(MapBatches(JobWorker))`` (a driver runs
+one dataset: every such actor of its Ray job is one of its workers)."""
 
 
 def shipped_job(job: Job) -> Job:
@@ -233,8 +234,8 @@ def _wait_for_workers_to_end(ray: Any) -> None:
     job_id = ray.get_runtime_context().get_job_id()
     deadline = time.monotonic() + WORKERS_END_SECONDS
     while time.monotonic() < deadline:
-        alive = [a for a in state.actors().values() if a.get("JobID") == job_id
-                 and a.get("ActorClassName") == WORKER_CLASS and a.get("State") != "DEAD"]
+        alive = [actor for actor in state.actors().values() if actor.get("JobID") == job_id
+                 and str(actor.get("ActorClassName")).startswith(WORKER_CLASS_PREFIX) and actor.get("State") != "DEAD"]
         if not alive:
             return
         time.sleep(0.05)

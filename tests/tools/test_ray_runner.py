@@ -47,8 +47,9 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> tuple[Path, list[str]]:
-    """40 inputs: 26 photos of one face (shifted, scaled, mirrored), 6 of noise, a 6-frame animated GIF of
-    faces, a truncated PNG and a text file named .png; and the arguments of the run (tiny seeded GPEN, MTCNN)."""
+    """40 images in 35 files: 26 photos of one face (shifted, scaled, mirrored), 6 of noise, a 6-frame animated
+    GIF of faces, a truncated PNG and a text file named .png; and the arguments of the run (tiny seeded GPEN,
+    MTCNN)."""
     from gpen_core.face.detection.mtcnn import find_facenet_pytorch_data_dir
     from helpers import PHOTOS_DIR
 
