@@ -16,6 +16,7 @@ dataset is cancelled, its workers are ended, and the temporary files of unfinish
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -177,7 +178,9 @@ def _dataset(ray: Any, jobs: list[Job], settings: JobSettings, spec: RuntimeSpec
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
         return dataset.map_batches(
             JobWorker, fn_constructor_kwargs={"spec": shipped_spec(spec), "settings": settings}, batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1, num_gpus=gpus,
+            # One job at a time per worker: a job queued behind one that ends its worker would lose a try too.
+            compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1), num_cpus=1,
+            num_gpus=gpus,
             max_restarts=WORKER_RESTARTS, max_task_retries=JOB_TRIES - 1,
         )
 
@@ -216,7 +219,7 @@ def run_ray(jobs: list[Job], settings: JobSettings, spec: RuntimeSpec, failures:
         if started:
             ray.shutdown()  # ends every process of the local cluster
         elif not complete:
-            _wait_for_workers_to_end(ray)
+            _end_workers(ray)
         _remove_partials(jobs, report)
     if report.disk_full:
         report.fail_unrecorded(DISK_FULL)
@@ -226,20 +229,48 @@ def run_ray(jobs: list[Job], settings: JobSettings, spec: RuntimeSpec, failures:
     return report.finish()
 
 
-def _wait_for_workers_to_end(ray: Any) -> None:
-    """Wait (at most :data:`WORKERS_END_SECONDS`) until this run's cancelled workers have ended, so that none
-    is still writing when the temporary files are removed."""
-    from ray._private import state  # a developer API: the only list of actors without a dashboard
+def _end_workers(ray: Any) -> None:
+    """End this run's workers (those still running a job after the cancel) and wait, at most
+    :data:`WORKERS_END_SECONDS`, until they have, so that none is still writing when the temporary files are
+    removed. Ray marks a killed actor dead before its process has exited: on this node the process itself is
+    waited for; on other nodes, Ray's word is taken.
+
+    Ray Data's cancel lets a worker finish its job before it ends (and a job may take minutes); this driver
+    owns the workers, so it kills them as ``ray.kill`` does, by their ids from Ray's actor table (there are no
+    handles to them outside Ray Data).
+    """
+    from ray._private import state  # developer API: the actor table, without a dashboard
 
     job_id = ray.get_runtime_context().get_job_id()
+    here = ray.util.get_node_ip_address()
+    killed: set[str] = set()
     deadline = time.monotonic() + WORKERS_END_SECONDS
     while time.monotonic() < deadline:
-        alive = [actor for actor in state.actors().values() if actor.get("JobID") == job_id
-                 and str(actor.get("ActorClassName")).startswith(WORKER_CLASS_PREFIX) and actor.get("State") != "DEAD"]
+        workers = [actor for actor in state.actors().values() if actor.get("JobID") == job_id
+                   and str(actor.get("ActorClassName")).startswith(WORKER_CLASS_PREFIX)]
+        for actor in workers:
+            if actor.get("State") != "DEAD" and actor["ActorID"] not in killed:
+                killed.add(actor["ActorID"])
+                with contextlib.suppress(Exception):  # ended meanwhile, or no longer known here
+                    ray._private.worker.global_worker.core_worker.kill_actor(ray.ActorID.from_hex(actor["ActorID"]),
+                                                                             True)
+        alive = [actor for actor in workers if actor.get("State") != "DEAD" or _running_here(actor, here)]
         if not alive:
             return
         time.sleep(0.05)
     logger.warning("%d Ray worker(s) still running %.0f s after the cancel", len(alive), WORKERS_END_SECONDS)
+
+
+def _running_here(actor: dict[str, Any], here: str) -> bool:
+    """Whether the process of ``actor`` (an entry of Ray's actor table) runs on this node and has not exited
+    (a zombie, exited but not yet reaped, has ended)."""
+    if actor.get("Address", {}).get("IPAddress") != here or not actor.get("Pid"):
+        return False
+    try:
+        stat = Path(f"/proc/{int(actor['Pid'])}/stat").read_text()
+    except OSError:  # no such process (or no /proc: nothing more to learn)
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
 def _remove_partials(jobs: list[Job], report: BatchReport) -> None:
