@@ -20,10 +20,16 @@ if "OMP_NUM_THREADS" not in os.environ:
     torch.set_num_threads(1)
 
 
+os.environ["GPEN_NO_DOWNLOAD"] = "1"
+os.environ.pop("GPEN_WEIGHTS_BASE_URL", None)
+"""The whole session (module- and session-scoped fixtures too) runs with ``GPEN_NO_DOWNLOAD=1``: a code path that
+would fetch official weights from the internet meets the opt-out instead."""
+
+
 @pytest.fixture(autouse=True)
 def no_weight_downloads(monkeypatch):
-    """Every test runs with ``GPEN_NO_DOWNLOAD=1``: a code path that would fetch official weights from the
-    internet meets the opt-out instead. The download tests lift it and serve the files from a loopback server."""
+    """Every test starts with the opt-out set again, whatever an earlier test did. The download tests lift it
+    (``monkeypatch.delenv``) and serve the files from a loopback server."""
     monkeypatch.setenv("GPEN_NO_DOWNLOAD", "1")
     monkeypatch.delenv("GPEN_WEIGHTS_BASE_URL", raising=False)
 

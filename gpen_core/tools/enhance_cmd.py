@@ -37,9 +37,10 @@ from ..zoo.locate import (
 )
 from .arguments import check_checkpoint_path, check_device
 from .batch import Failures, Job, OutputFolder, UsageError, collect_inputs, plan_jobs, select_jobs
+from .batch_report import DISK_FULL, BatchReport
 from .download_cmd import TqdmProgress
-from .jobs import JobSettings, RuntimeSpec, job_label, load_runtime, run_job
-from .progress import ProgressLine
+from .jobs import JobSettings, Runtime, RuntimeSpec, load_runtime, run_job
+from .ray_options import add_ray_arguments, ray_options
 
 __all__ = ["add_enhance_parser", "cmd_enhance", "enhance_settings", "parse_tile_size", "runtime_spec"]
 
@@ -156,7 +157,9 @@ def runtime_spec(args: argparse.Namespace) -> RuntimeSpec:
 
 def cmd_enhance(args: argparse.Namespace) -> int:
     settings = enhance_settings(args)
-    check_device(args.device)
+    ray = ray_options(args)  # None: this process runs the jobs
+    if ray is None:  # with --ray the workers resolve the device on their own nodes
+        check_device(args.device)
     files, ignored = collect_inputs(args.inputs)
     out_dir = Path(args.output)
     failures = Failures()
@@ -178,8 +181,13 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     folder.prepare()
     written = 0
     try:
-        runtime = load_runtime(runtime_spec(args))
-        written = run_local(jobs, settings, runtime, failures, debug=args.debug)
+        spec = runtime_spec(args)
+        if ray is None:
+            written = run_local(jobs, settings, load_runtime(spec), failures, debug=args.debug)
+        else:
+            from .ray_runner import run_ray
+
+            written = run_ray(jobs, settings, spec, failures, ray, debug=args.debug)
     finally:
         if written == 0:
             folder.remove_if_empty()
@@ -192,38 +200,21 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_local(jobs: list[Job], settings: JobSettings, runtime, failures: Failures, *, debug: bool = False) -> int:
+def run_local(jobs: list[Job], settings: JobSettings, runtime: Runtime, failures: Failures, *,
+              debug: bool = False) -> int:
     """Run every job in this process; a failing file is recorded and the next one runs. Returns the
     images written."""
-    line = ProgressLine("enhance", len(jobs))
-    written = 0
-    no_faces = []
+    report = BatchReport(jobs, failures, debug=debug)
     try:
         for index, job in enumerate(jobs):
             stats = RestoreStats()
-            line.start(job.source.name if job.frame is None else f"{job.source.name} (frame {job.frame + 1})", stats)
-            result = run_job(job, settings, runtime, progress=line.update, stats=stats)
-            line.finish()
-            if result.ok:
-                written += 1
-                if result.faces == 0:
-                    no_faces.append(result.label)
-                if result.summary:
-                    line.message(f"{result.label}: {result.summary}")
-                continue
-            if debug and result.traceback:
-                line.message(result.traceback.rstrip())
-            assert result.error is not None
-            failures.add(result.label, result.error)
-            if result.disk_full:
-                for rest in jobs[index + 1 :]:
-                    failures.add(job_label(rest), "not processed: the output disk is full")
+            report.start(index, stats)
+            if report.record(index, run_job(job, settings, runtime, progress=report.line.update, stats=stats)):
+                report.fail_unrecorded(DISK_FULL)
                 break
     finally:
-        line.end()
-    if no_faces:
-        print(f"no face found (written unchanged) in {len(no_faces)} image(s): {', '.join(no_faces)}", file=sys.stderr)
-    return written
+        report.end_line()
+    return report.finish()
 
 
 def add_enhance_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -302,5 +293,6 @@ def add_enhance_parser(sub: argparse._SubParsersAction, common: argparse.Argumen
     existing.add_argument("--force", action="store_true", help="overwrite existing outputs (never an input file)")
     existing.add_argument("--skip-existing", action="store_true",
                           help="only process images whose output is missing (resume an interrupted run)")
+    add_ray_arguments(p)
     p.set_defaults(func=cmd_enhance)
 
