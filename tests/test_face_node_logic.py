@@ -142,3 +142,26 @@ def test_no_face_gives_a_black_placeholder_crop_that_paste_ignores(core, logic):
     image, before, after, mask = logic.restore_comfy_images(networks(core, IdentityGPEN(64)), uniform)
     assert torch.equal(image, uniform) and not mask.any()
     assert before.shape == after.shape == (1, 64, 64, 3) and not before.any() and not after.any()
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda crops: crops.clone().index_fill_(1, torch.tensor([3]), float("nan")),
+     r"restored_faces contains \d+ NaN or infinite"),
+    (lambda crops: crops * 255 + 1, r"restored_faces must hold values in \[0, 1\]"),
+])
+def test_paste_checks_its_crops_like_face_restore_checks_its_images(logic, frames, bad, message):
+    images = frames[..., :3]
+    crops, faces = logic.detect_comfy_images(TemplateFaceDetector(0.6), images, 64)
+    with pytest.raises(ValueError, match=message):
+        logic.paste_comfy_images(images, faces, bad(crops))
+
+
+def test_paste_refuses_empty_masks(logic, frames):
+    images = frames[..., :3]
+    crops, faces = logic.detect_comfy_images(TemplateFaceDetector(0.6), images, 64)
+    with pytest.raises(ValueError, match=r"face_masks must hold one mask per face \(3, H, W\) with H, W >= 1"):
+        logic.paste_comfy_images(images, faces, crops, face_masks=torch.zeros(3, 0, 0))
+    with pytest.raises(ValueError, match=r"face_masks must hold one mask per face"):
+        logic.paste_comfy_images(images, faces, crops, face_masks=torch.zeros(2, 0, 0))
+    with pytest.raises(ValueError, match=r"face_masks contains \d+ NaN"):
+        logic.paste_comfy_images(images, faces, crops, face_masks=torch.full((3, 8, 8), float("nan")))
