@@ -51,7 +51,8 @@ class LoadFaceDetector(io.ComfyNode):
             category="GPEN",
             description="RetinaFace (detection_Resnet50_Final.pth / detection_mobilenet0.25_Final.pth in "
                         "models/facedetection) or MTCNN (pip install --no-deps facenet-pytorch==2.6.0). "
-                        "auto: the first one found. Nothing is downloaded.",
+                        "auto: the first one found; when no RetinaFace file is there, detection_Resnet50_Final.pth is "
+                        "fetched and verified first (GPEN_NO_DOWNLOAD=1: never).",
             inputs=[
                 io.Combo.Input("detector", options=list(DETECTOR_OPTIONS), default="auto",
                                tooltip="auto: the first one whose weights are found, in the order RetinaFace "
