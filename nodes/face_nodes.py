@@ -8,7 +8,19 @@ from comfy_api.latest import io
 from ..gpen_core.face.detection.loader import load_detector
 from ..gpen_core.face.finish import COLOR_SPACES
 from ..gpen_core.face.masks import MASK_MODE_NAMES
-from ..gpen_core.face.options import MAX_SMOOTHING, MAX_UPSCALE, PasteOptions, RestoreOptions, TrackOptions
+from ..gpen_core.face.options import (
+    DEFAULT_BRIDGE_FRAMES,
+    DEFAULT_MIN_TRACK_FRAMES,
+    DEFAULT_SCENE_CUT,
+    DEFAULT_SHORT_TRACK_SCORE,
+    MAX_BRIDGE_FRAMES,
+    MAX_SMOOTHING,
+    MAX_UPSCALE,
+    DetectOptions,
+    PasteOptions,
+    RestoreOptions,
+    TrackOptions,
+)
 from ..gpen_core.face.parsing import load_parser_for_mask
 from ..gpen_core.face.pipeline import FaceNetworks
 from ..gpen_core.face.stats import RestoreStats
@@ -84,10 +96,51 @@ def more_selection_inputs(optional: bool) -> list:
 def smoothing_input(optional: bool) -> io.Float.Input:
     return io.Float.Input(
         "landmark_smoothing", default=0.0, min=0.0, max=MAX_SMOOTHING, step=0.05, optional=optional,
-        tooltip="video frames: smooth each face's landmarks over the frames of the batch (faces matched by box "
-                "overlap; a face without a match, e.g. after a scene cut, starts afresh). 0 = off; higher = steadier "
+        tooltip="video frames: smooth each face's landmarks along its track over the frames (faces followed by box "
+                "overlap and landmark distance; nothing is smoothed across a scene cut). 0 = off; higher = steadier "
                 "but slower to follow motion",
     )
+
+
+def tracking_inputs() -> list:
+    """How faces are followed over the frames of a batch or clip (optional: :class:`TrackOptions`); a single
+    image is unchanged by them."""
+    return [
+        io.Int.Input("bridge_frames", default=DEFAULT_BRIDGE_FRAMES, min=0, max=MAX_BRIDGE_FRAMES, optional=True,
+                     tooltip="frames: a face the detector misses for up to this many frames is restored there too, "
+                             "its landmarks interpolated from both sides (carried forward at the end of the clip). "
+                             "0 = off"),
+        io.Int.Input("min_track_frames", default=DEFAULT_MIN_TRACK_FRAMES, min=1, max=MAX_BRIDGE_FRAMES,
+                     optional=True,
+                     tooltip="frames: a face found in fewer frames than this (and than the whole clip or scene) that "
+                             "scores under short_track_score is a false detection and is not restored. 1 = off"),
+        io.Float.Input("short_track_score", default=DEFAULT_SHORT_TRACK_SCORE, min=0.0, max=1.0, step=0.001,
+                       optional=True, tooltip="frames: the detector score that keeps a face found in only a few "
+                                              "frames (see min_track_frames)"),
+        io.Float.Input("scene_cut", default=DEFAULT_SCENE_CUT, min=0.0, max=1.0, step=0.01, optional=True,
+                       tooltip="frames: a frame that differs from the previous one by more than this (mean difference "
+                               "of small thumbnails, 0..1) is a scene cut: faces are not followed, bridged or smoothed "
+                               "across it. 0 = never cut on the difference"),
+    ]
+
+
+def track_options(landmark_smoothing: float, bridge_frames: int, min_track_frames: int, short_track_score: float,
+                  scene_cut: float) -> TrackOptions:
+    """The tracking widgets as the core's options (checked now)."""
+    return TrackOptions(landmark_smoothing, bridge_frames, min_track_frames, short_track_score, scene_cut)
+
+
+def prepare_restore(gpen_model, face_detector, prompt: dict | None, paste: PasteOptions, detect: DetectOptions,
+                    track: TrackOptions, tile_size: int) -> tuple[FaceNetworks, RestoreOptions, RestoreStats]:
+    """Room made and the model loaded for a restoration run (options checked first, by the caller); the networks
+    (with the face parser when the mask uses one), the run's options and its stats (measured for GPEN VRAM
+    Report when ``prompt`` shows one)."""
+    budget = load_for_run(gpen_model, 1, tile_size)
+    options = RestoreOptions(detect, track, paste, RunOptions(tile_size, memory_budget=budget))
+    gpen = gpen_model.model.gpen
+    parser = load_parser_for_mask(paste.mask, parser_folders(), device=gpen.device, dtype=gpen.dtype)
+    stats = RestoreStats(measure=measure_wanted(prompt, gpen.device))
+    return FaceNetworks(gpen, face_detector, parser), options, stats
 
 
 def upscale_input(optional: bool) -> io.Float.Input:
@@ -154,6 +207,7 @@ class GPENFaceRestore(io.ComfyNode):
                                tooltip="an upscaled copy of image (e.g. from Upscale Image (using Model)): faces are "
                                        "found in image, then cut from and pasted into this one"),
                 *paste_inputs(),
+                *tracking_inputs(),
             ],
             outputs=[
                 io.Image.Output(display_name="image"),
@@ -168,19 +222,20 @@ class GPENFaceRestore(io.ComfyNode):
     def execute(cls, image, gpen_model, face_detector, fidelity, score_threshold, min_face_size, selection,
                 max_faces, tile_size, upscale_factor=1.0, landmark_smoothing=0.0, face_indices="", max_face_size=0,
                 upscaled_image=None, mask="auto", keep_hair=True, keep_neck=True, smooth_small_faces=True,
-                keep_grey=True, color_match="off") -> io.NodeOutput:
-        paste = paste_options(fidelity, upscale_factor, mask, keep_hair, keep_neck, smooth_small_faces, keep_grey,
-                              color_match)
-        detect = detect_options(score_threshold, min_face_size, selection, max_faces, face_indices, max_face_size)
-        track = TrackOptions(landmark_smoothing)
-        budget = load_for_run(gpen_model, 1, tile_size)
-        options = RestoreOptions(detect, track, paste, RunOptions(tile_size, memory_budget=budget))
-        gpen = gpen_model.model.gpen
-        parser = load_parser_for_mask(mask, parser_folders(), device=gpen.device, dtype=gpen.dtype)
+                keep_grey=True, color_match="off", bridge_frames=DEFAULT_BRIDGE_FRAMES,
+                min_track_frames=DEFAULT_MIN_TRACK_FRAMES, short_track_score=DEFAULT_SHORT_TRACK_SCORE,
+                scene_cut=DEFAULT_SCENE_CUT) -> io.NodeOutput:
+        networks, options, stats = prepare_restore(
+            gpen_model, face_detector, cls.hidden.prompt,
+            paste_options(fidelity, upscale_factor, mask, keep_hair, keep_neck, smooth_small_faces, keep_grey,
+                          color_match),
+            detect_options(score_threshold, min_face_size, selection, max_faces, face_indices, max_face_size),
+            track_options(landmark_smoothing, bridge_frames, min_track_frames, short_track_score, scene_cut),
+            tile_size,
+        )
         used = linked_outputs(cls.hidden.prompt, cls.hidden.unique_id)
-        stats = RestoreStats(measure=measure_wanted(cls.hidden.prompt, gpen.device))
         out, before, after, paste_mask = restore_comfy_images(
-            FaceNetworks(gpen, face_detector, parser), image, options, upscaled=upscaled_image,
+            networks, image, options, upscaled=upscaled_image,
             keep_crops=used is None or bool(used & set(CROP_OUTPUTS)), progress=interruptible_progress(1),
             stats=stats,
         )
@@ -210,16 +265,20 @@ class GPENDetectAlignFaces(io.ComfyNode):
                 io.Image.Input("upscaled_image", optional=True,
                                tooltip="an upscaled copy of image: faces are found in image and cut from this one "
                                        "(more detail); paste into it too"),
+                *tracking_inputs(),
             ],
             outputs=[io.Image.Output(display_name="aligned_faces"), Faces.Output(display_name="faces")],
         )
 
     @classmethod
     def execute(cls, image, face_detector, crop_size, score_threshold, min_face_size, selection, max_faces,
-                face_indices, max_face_size, landmark_smoothing, gpen_model=None, upscaled_image=None) -> io.NodeOutput:
+                face_indices, max_face_size, landmark_smoothing, gpen_model=None, upscaled_image=None,
+                bridge_frames=DEFAULT_BRIDGE_FRAMES, min_track_frames=DEFAULT_MIN_TRACK_FRAMES,
+                short_track_score=DEFAULT_SHORT_TRACK_SCORE, scene_cut=DEFAULT_SCENE_CUT) -> io.NodeOutput:
         size = gpen_model.model.gpen.config.size if gpen_model is not None else crop_size
         detect = detect_options(score_threshold, min_face_size, selection, max_faces, face_indices, max_face_size)
-        crops, faces = detect_comfy_images(face_detector, image, size, detect, TrackOptions(landmark_smoothing),
+        track = track_options(landmark_smoothing, bridge_frames, min_track_frames, short_track_score, scene_cut)
+        crops, faces = detect_comfy_images(face_detector, image, size, detect, track,
                                            upscaled=upscaled_image, progress=interruptible_progress(1))
         return io.NodeOutput(crops, faces)
 

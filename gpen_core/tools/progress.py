@@ -27,6 +27,7 @@ class ProgressLine:
     """One line on ``stream`` (stderr), rewritten in place::
 
         enhance [######              ] 1/3 files | solvay-1927.png: face 12/29 | 1:02 elapsed, ETA 1:30
+        enhance [######              ] 1/3 files | clip.mp4: frame 120/750, 4.10 fps | 0:31 elapsed, ETA 2:34
 
     The ETA comes from the faces (or frames) of the current file, else from the files done. Messages
     (:meth:`message`) end the line first, so nothing is printed into the middle of it. When the stream is
@@ -78,6 +79,8 @@ class ProgressLine:
             what = self.name
             if stats is not None and stats.frames_total and stats.frames_total > 1:
                 what += f": frame {stats.frames_done}/{stats.frames_total}"
+                if stats.frames_done:
+                    what += f", {stats.frames_done / max(stats.elapsed, 1e-9):.2f} fps"
             elif stats is not None and stats.faces_selected:
                 what += f": face {stats.faces_restored}/{stats.faces_selected}"
             parts.append(what)
