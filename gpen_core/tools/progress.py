@@ -46,6 +46,8 @@ class ProgressLine:
         self.done = 0
         self.name = ""
         self.stats: RestoreStats | None = None
+        self.fraction = 0.0
+        """The current file's work done, from the pipeline's ``progress(done, total)``."""
         self.started = time.perf_counter()
         self._drawn = 0.0
         self._open = False
@@ -53,17 +55,19 @@ class ProgressLine:
 
     def start(self, name: str, stats: RestoreStats | None = None) -> None:
         """A file begins (``stats``: its live figures, read at each redraw)."""
-        self.name, self.stats = name, stats
+        self.name, self.stats, self.fraction = name, stats, 0.0
         self.draw(force=True)
 
-    def update(self, _done: int = 0, _total: int = 0) -> None:
+    def update(self, done: int = 0, total: int = 0) -> None:
         """A ``progress(done, total)`` callback for the pipeline: redraws at most every :data:`REDRAW_SECONDS`."""
+        if total > 0:
+            self.fraction = min(1.0, done / total)
         self.draw()
 
     def finish(self) -> None:
         """The current file is done."""
         self.done += 1
-        self.name, self.stats = "", None
+        self.name, self.stats, self.fraction = "", None, 0.0
         self.draw(force=True)
 
     def draw(self, force: bool = False) -> None:
@@ -77,14 +81,17 @@ class ProgressLine:
         eta = None
         if self.name:
             what = self.name
+            eta = stats.eta() if stats is not None else None
             if stats is not None and stats.frames_total and stats.frames_total > 1:
-                what += f": frame {stats.frames_done}/{stats.frames_total}"
-                if stats.frames_done:
-                    what += f", {stats.frames_done / max(stats.elapsed, 1e-9):.2f} fps"
+                # a clip: frames as the pipeline's work done (its chunks hand frames on several at a time)
+                frames = self.fraction * stats.frames_total
+                what += f": frame {int(frames)}/{stats.frames_total}"
+                if frames >= 1:
+                    what += f", {frames / max(stats.elapsed, 1e-9):.2f} fps"
+                    eta = stats.elapsed * (1 - self.fraction) / self.fraction
             elif stats is not None and stats.faces_selected:
                 what += f": face {stats.faces_restored}/{stats.faces_selected}"
             parts.append(what)
-            eta = stats.eta() if stats is not None else None
         elapsed = now - self.started
         if eta is None and self.done and self.done < self.total:
             eta = elapsed * (self.total - self.done) / self.done

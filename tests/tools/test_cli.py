@@ -56,7 +56,7 @@ def test_one_bad_file_does_not_lose_the_batch(folder, weights, tmp_path, capsys)
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "anim_f0001.png", "anim_f0002.png", "anim_f0003.png",
                                                       "c.png"]
     assert "1 file(s) failed:" in err and f"{folder / 'b.png'}: cannot decode the image, truncated or corrupt" in err
-    assert "ignored 1 file(s) without an image suffix: notes.txt" in err
+    assert "ignored 1 file(s) without an image or video suffix: notes.txt" in err
     frames = [np.asarray(Image.open(out / f"anim_f000{i}.png")) for i in (1, 2, 3)]
     assert not np.array_equal(frames[0], frames[2])  # each frame restored, not frame 0 three times
 
