@@ -10,20 +10,28 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from ..face.options import RestoreOptions
-from ..face.pipeline import FaceNetworks, FaceRestorer
-from ..face.restore import Progress
+from ..face.pipeline import FaceNetworks, FaceRestorer, chunk_frames_for
+from ..face.restore import MAX_FACE_BATCH, Progress, paste_size
 from ..face.stats import RestoreStats
 from ..images.files import MAX_FRAMES, MAX_PIXELS
 from .source import VideoInfo, VideoInput, VideoReadError, VideoSource
 from .writer import CRF, VideoWriter
 
-__all__ = ["VideoResult", "restore_video"]
+__all__ = ["VideoResult", "restore_video", "video_chunk_frames"]
+
+
+def video_chunk_frames(height: int, width: int, upscale_factor: float) -> int:
+    """Frames per chunk of a streamed clip: the automatic chunk (:func:`chunk_frames_for`), at most
+    :data:`MAX_FACE_BATCH`: a chunk that size fills a face batch with one face per frame; more frames would
+    only hold more memory (a clip's frames need not be restored together, unlike an IMAGE batch held whole)."""
+    out_height, out_width = paste_size((height, width), upscale_factor, None)
+    return min(MAX_FACE_BATCH, chunk_frames_for(height, width, out_height, out_width))
 
 
 @dataclass(frozen=True)
@@ -75,7 +83,7 @@ def restore_video(
         source: a video file path or an open binary stream (:data:`.source.VideoInput`).
         target: the output ``.mp4``.
         options: detection, tracking, paste and run options (tracking on by default: the frames come in
-            sequence).
+            sequence); ``chunk_frames`` None: :func:`video_chunk_frames`.
         progress: ``progress(done, total)`` per :data:`gpen_core.face.pipeline.FRAME_STEPS` steps per frame
             (the total from the header's frame count); an exception from it stops the run (within one
             detector stage or face batch) and removes the partial output.
@@ -92,7 +100,11 @@ def restore_video(
             (nothing is written).
     """
     stats = stats if stats is not None else RestoreStats()
+    options = options or RestoreOptions()
     with VideoSource(source, max_pixels=max_pixels, max_frames=max_frames) as video:
+        if options.chunk_frames is None:
+            chunk = video_chunk_frames(video.info.height, video.info.width, options.paste.upscale_factor)
+            options = replace(options, chunk_frames=chunk)
         writer = VideoWriter(target, frame_rate=video.info.frame_rate, time_base=video.info.time_base,
                              audio=video.audio_stream, name=video.name, crf=crf)
         with writer:
