@@ -13,8 +13,8 @@ from ..gpen_core.face.options import (
     DEFAULT_MIN_TRACK_FRAMES,
     DEFAULT_SCENE_CUT,
     DEFAULT_SHORT_TRACK_SCORE,
-    MAX_BRIDGE_FRAMES,
     MAX_SMOOTHING,
+    MAX_TRACK_FRAMES,
     MAX_UPSCALE,
     DetectOptions,
     PasteOptions,
@@ -106,11 +106,11 @@ def tracking_inputs() -> list:
     """How faces are followed over the frames of a batch or clip (optional: :class:`TrackOptions`); a single
     image is unchanged by them."""
     return [
-        io.Int.Input("bridge_frames", default=DEFAULT_BRIDGE_FRAMES, min=0, max=MAX_BRIDGE_FRAMES, optional=True,
+        io.Int.Input("bridge_frames", default=DEFAULT_BRIDGE_FRAMES, min=0, max=MAX_TRACK_FRAMES, optional=True,
                      tooltip="frames: a face the detector misses for up to this many frames is restored there too, "
                              "its landmarks interpolated from both sides (carried forward at the end of the clip). "
                              "0 = off"),
-        io.Int.Input("min_track_frames", default=DEFAULT_MIN_TRACK_FRAMES, min=1, max=MAX_BRIDGE_FRAMES,
+        io.Int.Input("min_track_frames", default=DEFAULT_MIN_TRACK_FRAMES, min=1, max=MAX_TRACK_FRAMES,
                      optional=True,
                      tooltip="frames: a face found in fewer frames than this (and than the whole clip or scene) that "
                              "scores under short_track_score is a false detection and is not restored. 1 = off"),
@@ -128,6 +128,29 @@ def track_options(landmark_smoothing: float, bridge_frames: int, min_track_frame
                   scene_cut: float) -> TrackOptions:
     """The tracking widgets as the core's options (checked now)."""
     return TrackOptions(landmark_smoothing, bridge_frames, min_track_frames, short_track_score, scene_cut)
+
+
+def restore_inputs(source: io.Input, *extra: io.Input) -> list:
+    """The inputs of a whole restoration node (Face Restore, Restore Video), in order: ``source``, the model,
+    the detector, fidelity, the selection, tile size, upscale, smoothing, the later selection widgets, ``extra``,
+    the paste-back and the tracking widgets (old workflows fill widgets in this order: append, never insert)."""
+    return [
+        source,
+        GPENModel.Input("gpen_model"),
+        FaceDetector.Input("face_detector"),
+        io.Float.Input("fidelity", default=1.0, min=0.0, max=1.0, step=0.05,
+                       tooltip="1: the restored face (official paste), 0: the input unchanged; in between, mixed in "
+                               "image space"),
+        *selection_inputs(),
+        io.Int.Input("tile_size", default=AUTO_TILE, min=AUTO_TILE, max=2048, step=16,
+                     tooltip=f"GPEN tile size; 0 = automatic from free memory, else at least {NODE_MIN_TILE}"),
+        upscale_input(optional=True),
+        smoothing_input(optional=True),
+        *more_selection_inputs(optional=True),
+        *extra,
+        *paste_inputs(),
+        *tracking_inputs(),
+    ]
 
 
 def prepare_restore(gpen_model, face_detector, prompt: dict | None, paste: PasteOptions, detect: DetectOptions,
@@ -190,25 +213,12 @@ class GPENFaceRestore(io.ComfyNode):
                         "feathered mask. Pixels outside the faces are left exactly as they were. The frames of a "
                         "batch go in chunks, so a long video needs the memory of a chunk (and of its output). "
                         "The same steps as GPEN Detect & Align Faces -> GPEN Enhance -> GPEN Paste Faces.",
-            inputs=[
+            inputs=restore_inputs(
                 io.Image.Input("image"),
-                GPENModel.Input("gpen_model"),
-                FaceDetector.Input("face_detector"),
-                io.Float.Input("fidelity", default=1.0, min=0.0, max=1.0, step=0.05,
-                               tooltip="1: the restored face (official paste), 0: the input unchanged; "
-                                       "in between, mixed in image space"),
-                *selection_inputs(),
-                io.Int.Input("tile_size", default=AUTO_TILE, min=AUTO_TILE, max=2048, step=16,
-                             tooltip=f"GPEN tile size; 0 = automatic from free memory, else at least {NODE_MIN_TILE}"),
-                upscale_input(optional=True),
-                smoothing_input(optional=True),
-                *more_selection_inputs(optional=True),
                 io.Image.Input("upscaled_image", optional=True,
                                tooltip="an upscaled copy of image (e.g. from Upscale Image (using Model)): faces are "
                                        "found in image, then cut from and pasted into this one"),
-                *paste_inputs(),
-                *tracking_inputs(),
-            ],
+            ),
             outputs=[
                 io.Image.Output(display_name="image"),
                 io.Image.Output(display_name="faces_before"),

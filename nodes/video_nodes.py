@@ -14,19 +14,8 @@ from ..gpen_core.face.options import (
 )
 from .comfy_nodes import LastRun
 from .face_logic import detect_options
-from .face_nodes import (
-    more_selection_inputs,
-    paste_inputs,
-    paste_options,
-    prepare_restore,
-    selection_inputs,
-    smoothing_input,
-    track_options,
-    tracking_inputs,
-    upscale_input,
-)
-from .glue import FaceDetector, GPENModel, interruptible_progress
-from .logic import AUTO_TILE, NODE_MIN_TILE
+from .face_nodes import paste_options, prepare_restore, restore_inputs, track_options
+from .glue import interruptible_progress
 from .video_logic import restore_comfy_video
 
 TEMP_SUBFOLDER = "gpen"
@@ -47,23 +36,8 @@ class GPENRestoreVideo(io.ComfyNode):
                         "restored there too, brief false detections are dropped, nothing carries across a scene "
                         "cut. Connect the VIDEO to Save Video to keep it (the file is written to ComfyUI's temp "
                         "folder).",
-            inputs=[
-                io.Video.Input("video", tooltip="the clip (a rotated phone clip comes out upright; odd sizes are "
-                                                "padded to even by one pixel)"),
-                GPENModel.Input("gpen_model"),
-                FaceDetector.Input("face_detector"),
-                io.Float.Input("fidelity", default=1.0, min=0.0, max=1.0, step=0.05,
-                               tooltip="1: the restored face (official paste), 0: the input unchanged; "
-                                       "in between, mixed in image space"),
-                *selection_inputs(),
-                io.Int.Input("tile_size", default=AUTO_TILE, min=AUTO_TILE, max=2048, step=16,
-                             tooltip=f"GPEN tile size; 0 = automatic from free memory, else at least {NODE_MIN_TILE}"),
-                upscale_input(optional=True),
-                smoothing_input(optional=True),
-                *more_selection_inputs(optional=True),
-                *paste_inputs(),
-                *tracking_inputs(),
-            ],
+            inputs=restore_inputs(io.Video.Input("video", tooltip="the clip (a rotated phone clip comes out upright; "
+                                                                  "odd sizes are padded to even by one pixel)")),
             outputs=[io.Video.Output(display_name="video", tooltip="the restored clip (MP4, H.264, with the audio)")],
             hidden=[io.Hidden.prompt],
         )

@@ -16,7 +16,7 @@ from .finish import COLOR_SPACES
 from .masks import MASK_MODE_NAMES
 from .paste import FACE_MODES
 
-__all__ = ["MAX_BRIDGE_FRAMES", "MAX_SMOOTHING", "MAX_UPSCALE", "DetectOptions", "PasteOptions", "RestoreOptions",
+__all__ = ["MAX_TRACK_FRAMES", "MAX_SMOOTHING", "MAX_UPSCALE", "DetectOptions", "PasteOptions", "RestoreOptions",
            "TrackOptions"]
 
 MAX_UPSCALE = 8.0
@@ -28,11 +28,12 @@ DEFAULT_BRIDGE_FRAMES = 3
 DEFAULT_MIN_TRACK_FRAMES = 3
 """Frames a low-score track must last to be kept (:class:`TrackOptions`)."""
 DEFAULT_SHORT_TRACK_SCORE = 0.995
-"""Best score that keeps a track shorter than :data:`DEFAULT_MIN_TRACK_FRAMES` (real faces score above 0.999 with
-both detectors; MTCNN's passing false faces on the moving-portrait clip score 0.98)."""
+"""Best score that keeps a track shorter than :data:`DEFAULT_MIN_TRACK_FRAMES`. Scores alone do not tell false faces
+from real ones (on the moving portrait MTCNN scores the real face 0.94 to 0.99996 from frame to frame, its false
+face 0.984): the length does; a brief face is kept only when the detector is very sure of it."""
 DEFAULT_SCENE_CUT = 0.15
 """Thumbnail difference of two consecutive frames that makes a scene cut (:class:`TrackOptions`)."""
-MAX_BRIDGE_FRAMES = 100
+MAX_TRACK_FRAMES = 100
 """Largest ``bridge_frames`` and ``min_track_frames`` (frames held back grow with them)."""
 
 
@@ -91,8 +92,8 @@ class TrackOptions:
 
     def __post_init__(self) -> None:
         check_range(self.smoothing, 0.0, MAX_SMOOTHING, "landmark_smoothing (0: off)")
-        check_range(self.bridge_frames, 0, MAX_BRIDGE_FRAMES, "bridge_frames (0: off)", integer=True)
-        check_range(self.min_track_frames, 1, MAX_BRIDGE_FRAMES, "min_track_frames (1: off)", integer=True)
+        check_range(self.bridge_frames, 0, MAX_TRACK_FRAMES, "bridge_frames (0: off)", integer=True)
+        check_range(self.min_track_frames, 1, MAX_TRACK_FRAMES, "min_track_frames (1: off)", integer=True)
         check_range(self.short_track_score, 0.0, 1.0, "short_track_score")
         check_range(self.scene_cut, 0.0, 1.0, "scene_cut (0: off)")
 

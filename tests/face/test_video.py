@@ -152,7 +152,7 @@ def stored_mtcnn_faces() -> list[FaceDetections]:
 
 
 def test_tracks_restore_the_real_face_in_every_frame_of_the_moving_portrait(portrait):
-    """MTCNN finds the real face in 46 of the 48 frames and a 29x34 px false face (score 0.98) in the two others;
+    """MTCNN finds the real face in 46 of the 48 frames and a 28x34 px false face (score 0.98) in the two others;
     with the default tracking the real face is restored in all 48 (bridged over the two), the false face in
     none; per frame (tracking off), the false faces are restored instead."""
     frames = clip(portrait, 48, seed=MTCNN_SEED)

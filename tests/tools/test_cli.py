@@ -11,13 +11,7 @@ from PIL import Image
 import gpen_core as g
 from gpen_core.tools import cli
 from gpen_core.tools.cli import main
-
-
-@pytest.fixture()
-def weights(tmp_path, tiny_state):
-    path = tmp_path / "tiny.pth"
-    torch.save(tiny_state, path)
-    return path
+from helpers import run_cli as run
 
 
 def noise_image(path, size=(24, 20), mode="RGB"):
@@ -40,13 +34,6 @@ def folder(tmp_path):
     frames[0].save(inputs / "anim.gif", save_all=True, append_images=frames[1:])
     (inputs / "notes.txt").write_text("not an image")
     return inputs
-
-
-def run(capsys, *argv) -> tuple[int, str]:
-    code = main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return code, err
 
 
 def test_one_bad_file_does_not_lose_the_batch(folder, weights, tmp_path, capsys):

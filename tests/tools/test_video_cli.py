@@ -10,20 +10,13 @@ import pytest
 import torch
 from standins import TemplateFaceDetector
 
-from gpen_core.tools.cli import main
+from helpers import run_cli as run
 
 av = pytest.importorskip("av", reason="video clips need PyAV (pip install av)")
 
 from video_clips import read_clip, write_clip  # noqa: E402
 
 FRAMES = 5
-
-
-@pytest.fixture()
-def weights(tmp_path, tiny_state):
-    path = tmp_path / "tiny.pth"
-    torch.save(tiny_state, path)
-    return path
 
 
 @pytest.fixture(autouse=True)
@@ -48,13 +41,6 @@ def folder(tmp_path):
     write_clip(inputs / "b_clip.mp4", content(FRAMES))
     (inputs / "c_broken.mov").write_bytes(b"\x00\x00\x00\x18ftypqt  " + bytes(500))
     return inputs
-
-
-def run(capsys, *argv) -> tuple[int, str]:
-    code = main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return code, err
 
 
 def test_a_folder_of_images_clips_and_a_broken_clip(folder, weights, tmp_path, capsys, monkeypatch):
