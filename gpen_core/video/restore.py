@@ -85,7 +85,7 @@ def restore_video(
         options: detection, tracking, paste and run options (tracking on by default: the frames come in
             sequence); ``chunk_frames`` None: :func:`video_chunk_frames`.
         progress: ``progress(done, total)`` per :data:`gpen_core.face.pipeline.FRAME_STEPS` steps per frame
-            (the total from the header's frame count); an exception from it stops the run (within one
+            (the total from the header's frame count, or its duration); an exception from it stops the run (within one
             detector stage or face batch) and removes the partial output.
         stats: live figures (frames done and total, faces, seconds per stage, ``decode`` and ``encode`` included).
         max_pixels, max_frames: limits checked from the header (and the frame count while decoding).
@@ -124,7 +124,7 @@ def restore_video(
 
             restorer = FaceRestorer(networks, options, keep_crops=False, progress=progress, stats=stats)
             with torch.inference_mode():
-                for restored in restorer.restore(frames(), total=video.info.frames):
+                for restored in restorer.restore(frames(), total=video.info.estimated_frames):
                     with stats.stage("encode"):
                         writer.write(restored.image, times.popleft())
                         writer.mux_audio(video.audio_until(writer.video_time))

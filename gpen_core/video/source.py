@@ -70,8 +70,11 @@ class VideoInfo:
         width, height: the coded frame size (before any rotation).
         frame_rate: the average frame rate (frames per second), else the guessed one.
         time_base: seconds per unit of the video stream's timestamps.
-        frames: frames the header declares (from the duration when it only gives that); None: unknown.
+        frames: frames the header declares (from the video stream's duration when it only gives that); None:
+            unknown (Matroska and WebM state no count).
         duration: seconds of the video stream, when known.
+        estimated_frames: ``frames``, else the container's duration times the frame rate (for progress only: the
+            audio may run longer); None when neither is known.
         audio: codec name of the first audio stream (None: no audio).
         container: the container format's name.
     """
@@ -85,6 +88,7 @@ class VideoInfo:
     duration: float | None
     audio: str | None
     container: str
+    estimated_frames: int | None = None
 
 
 @dataclass(frozen=True)
@@ -147,7 +151,10 @@ def _info(container: Any, name: str, max_pixels: int, max_frames: int) -> VideoI
         raise VideoReadError(f"{name}: {frames} frames, more than the limit of {max_frames}; split the clip, or raise "
                              "the limit (max_frames, command line --max-frames)")
     audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
-    return VideoInfo(name, width, height, rate, time_base, frames, duration, audio, container.format.name)
+    estimate = frames
+    if estimate is None and container.duration:
+        estimate = max(1, round(container.duration / 1_000_000 * rate))  # AV_TIME_BASE: microseconds
+    return VideoInfo(name, width, height, rate, time_base, frames, duration, audio, container.format.name, estimate)
 
 
 def probe_video(source: VideoInput, *, max_pixels: int = MAX_PIXELS, max_frames: int = MAX_FRAMES) -> VideoInfo:

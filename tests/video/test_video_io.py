@@ -191,3 +191,4 @@ def test_frame_rate_and_time_base_come_from_the_header(frames, tmp_path):
     source = write_clip(tmp_path / "in.mkv", frames[:5], fps=25, audio=None)
     info = probe_video(source)
     assert info.frame_rate == Fraction(25) and info.time_base == Fraction(1, 1000) and info.container == "matroska,webm"
+    assert info.frames is None and info.estimated_frames == 5  # Matroska states no frame count: its duration does
