@@ -14,9 +14,10 @@ install_example_inputs(Path(folder_paths.get_input_directory()))
 
 from .comfy_nodes import GPENBenchmark, GPENEnhance, GPENVRAMReport, LoadGPENModel  # noqa: E402
 from .face_nodes import GPENDetectAlignFaces, GPENFaceRestore, GPENPasteFaces, LoadFaceDetector  # noqa: E402
+from .video_nodes import GPENRestoreVideo  # noqa: E402
 
 
 class GPENExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [LoadGPENModel, GPENEnhance, GPENFaceRestore, GPENDetectAlignFaces, GPENPasteFaces, LoadFaceDetector,
-                GPENVRAMReport, GPENBenchmark]
+                GPENVRAMReport, GPENBenchmark, GPENRestoreVideo]

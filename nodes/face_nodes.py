@@ -11,7 +11,18 @@ from comfy_api.latest import io
 from ..gpen_core.face.detection.loader import load_detector
 from ..gpen_core.face.finish import COLOR_SPACES
 from ..gpen_core.face.masks import MASK_MODE_NAMES
-from ..gpen_core.face.options import MAX_SMOOTHING, MAX_UPSCALE, PasteOptions, RestoreOptions, TrackOptions
+from ..gpen_core.face.options import (
+    DEFAULT_BRIDGE_FRAMES,
+    DEFAULT_MIN_TRACK_FRAMES,
+    DEFAULT_SCENE_CUT,
+    DEFAULT_SHORT_TRACK_SCORE,
+    MAX_SMOOTHING,
+    MAX_TRACK_FRAMES,
+    MAX_UPSCALE,
+    PasteOptions,
+    RestoreOptions,
+    TrackOptions,
+)
 from ..gpen_core.face.parsing import PARSER_PRECISIONS, load_parser_for_mask, resolve_parser_dtype
 from ..gpen_core.face.pipeline import FaceNetworks
 from ..gpen_core.face.stats import RestoreStats
@@ -100,10 +111,85 @@ def more_selection_inputs(optional: bool) -> list:
 def smoothing_input(optional: bool) -> io.Float.Input:
     return io.Float.Input(
         "landmark_smoothing", default=0.0, min=0.0, max=MAX_SMOOTHING, step=0.05, optional=optional,
-        tooltip="video frames: smooth each face's landmarks over the frames of the batch (faces matched by box "
-                "overlap; a face without a match, e.g. after a scene cut, starts afresh). 0 = off; higher = steadier "
+        tooltip="video frames: smooth each face's landmarks along its track over the frames (faces followed by box "
+                "overlap and landmark distance; nothing is smoothed across a scene cut). 0 = off; higher = steadier "
                 "but slower to follow motion",
     )
+
+
+def tracking_inputs() -> list:
+    """How faces are followed over the frames of a batch or clip (optional: :class:`TrackOptions`); a single
+    image is unchanged by them."""
+    return [
+        io.Int.Input("bridge_frames", default=DEFAULT_BRIDGE_FRAMES, min=0, max=MAX_TRACK_FRAMES, optional=True,
+                     tooltip="frames: a face the detector misses for up to this many frames is restored there too, "
+                             "its landmarks interpolated from both sides (carried forward at the end of the clip). "
+                             "0 = off"),
+        io.Int.Input("min_track_frames", default=DEFAULT_MIN_TRACK_FRAMES, min=1, max=MAX_TRACK_FRAMES,
+                     optional=True,
+                     tooltip="frames: a face found in fewer frames than this (and than the whole clip or scene) that "
+                             "scores under short_track_score is a false detection and is not restored. 1 = off"),
+        io.Float.Input("short_track_score", default=DEFAULT_SHORT_TRACK_SCORE, min=0.0, max=1.0, step=0.001,
+                       optional=True, tooltip="frames: the detector score that keeps a face found in only a few "
+                                              "frames (see min_track_frames)"),
+        io.Float.Input("scene_cut", default=DEFAULT_SCENE_CUT, min=0.0, max=1.0, step=0.01, optional=True,
+                       tooltip="frames: a frame that differs from the previous one by more than this (mean difference "
+                               "of small thumbnails, 0..1) is a scene cut: faces are not followed, bridged or smoothed "
+                               "across it. 0 = never cut on the difference"),
+    ]
+
+
+def track_options(landmark_smoothing: float, bridge_frames: int, min_track_frames: int, short_track_score: float,
+                  scene_cut: float) -> TrackOptions:
+    """The tracking widgets as the core's options (checked now)."""
+    return TrackOptions(landmark_smoothing, bridge_frames, min_track_frames, short_track_score, scene_cut)
+
+
+def restore_inputs(source: io.Input, *extra: io.Input) -> list:
+    """The inputs of a whole restoration node (Face Restore, Restore Video), in order: ``source``, the model,
+    the detector, fidelity, the selection, tile size, upscale, smoothing, the later selection widgets, ``extra``,
+    the paste-back and the tracking widgets, the parser precision (old workflows fill widgets in this order:
+    append, never insert)."""
+    return [
+        source,
+        GPENModel.Input("gpen_model", tooltip="from Load GPEN Model"),
+        FaceDetector.Input("face_detector", tooltip="from Load Face Detector (GPEN)"),
+        io.Float.Input("fidelity", default=1.0, min=0.0, max=1.0, step=0.05,
+                       tooltip="1: the restored face (official paste), 0: the input unchanged; in between, mixed in "
+                               "image space"),
+        *selection_inputs(),
+        io.Int.Input("tile_size", default=AUTO_TILE, min=AUTO_TILE, max=2048, step=16,
+                     tooltip=f"GPEN tile size; 0 = automatic from free memory, else at least {NODE_MIN_TILE}"),
+        upscale_input(optional=True),
+        smoothing_input(optional=True),
+        *more_selection_inputs(optional=True),
+        *extra,
+        *paste_inputs(),
+        *tracking_inputs(),
+        parser_precision_input(),
+    ]
+
+
+def prepare_restore(gpen_model, face_detector, prompt: dict | None, options: RestoreOptions, images=None,
+                    upscaled=None) -> tuple[FaceNetworks, RestoreOptions, RestoreStats]:
+    """Room made and the model loaded for a restoration run (options checked first, by the caller).
+
+    The face parser (when the mask uses one) is fetched when missing and loaded on the model's device in its
+    precision; ComfyUI is asked to free what the whole run needs (:func:`.face_logic.restore_memory`, for the
+    ``images`` when they are known, else GPEN's own estimate). Returns the networks, the run's options (with the
+    memory budget) and its stats (measured for GPEN VRAM Report when ``prompt`` shows one).
+    """
+    gpen = gpen_model.model.gpen
+    paste = options.paste
+    fetch_auto_parser(paste.mask)
+    parser_dtype = resolve_parser_dtype(paste.parser_precision, gpen.dtype, gpen_model.load_device)
+    parser = load_parser_for_mask(paste.mask, parser_folders(), device=gpen_model.load_device, dtype=parser_dtype)
+    networks = FaceNetworks(gpen, face_detector, parser)
+    tile_size = AUTO_TILE if options.run.tile_size is None else options.run.tile_size
+    needed = None if images is None else restore_memory(networks, images, options, upscaled, free_bytes(gpen_model))
+    budget = load_for_run(gpen_model, 1, tile_size, needed=needed)
+    stats = RestoreStats(measure=measure_wanted(prompt, gpen.device))
+    return networks, replace(options, run=replace(options.run, memory_budget=budget)), stats
 
 
 def upscale_input(optional: bool) -> io.Float.Input:
@@ -132,12 +218,18 @@ def paste_inputs() -> list:
         io.Combo.Input("color_match", options=list(COLOR_SPACES), default="off", optional=True,
                        tooltip="match the restored face's colour mean and spread inside the mask to the original "
                                "face's (Lab or YCbCr)"),
-        io.Combo.Input("parser_precision", options=list(PARSER_PRECISIONS), default=PARSER_PRECISIONS[0],
-                       optional=True,
-                       tooltip="parse mask: what ParseNet computes in. model: the generator's precision (bf16 for an "
-                               "fp16 generator on a CPU); fp32: the official network bit for bit; bf16: about 3x "
-                               "faster on a CPU with AVX512-BF16, moves ~0.04% of the mask's pixels; fp16: GPUs"),
     ]
+
+
+def parser_precision_input() -> io.Combo.Input:
+    """The parse mask's precision (optional; the last widget of the paste nodes: old workflows fill widgets in
+    order, so it is appended, never inserted)."""
+    return io.Combo.Input(
+        "parser_precision", options=list(PARSER_PRECISIONS), default=PARSER_PRECISIONS[0], optional=True,
+        tooltip="parse mask: what ParseNet computes in. model: the generator's precision (bf16 for an fp16 generator "
+                "on a CPU); fp32: the official network bit for bit; bf16: about 3x faster on a CPU with AVX512-BF16, "
+                "moves ~0.04% of the mask's pixels; fp16: GPUs",
+    )
 
 
 def paste_options(fidelity: float, upscale_factor: float, mask: str, keep_hair: bool, keep_neck: bool,
@@ -158,24 +250,12 @@ class GPENFaceRestore(io.ComfyNode):
                         "feathered mask. Pixels outside the faces are left exactly as they were. The frames of a "
                         "batch go in chunks, so a long video needs the memory of a chunk (and of its output). "
                         "The same steps as GPEN Detect & Align Faces -> GPEN Enhance -> GPEN Paste Faces.",
-            inputs=[
+            inputs=restore_inputs(
                 io.Image.Input("image", tooltip="whole photos or video frames (a batch), any size"),
-                GPENModel.Input("gpen_model", tooltip="from Load GPEN Model"),
-                FaceDetector.Input("face_detector", tooltip="from Load Face Detector (GPEN)"),
-                io.Float.Input("fidelity", default=1.0, min=0.0, max=1.0, step=0.05,
-                               tooltip="1: the restored face (official paste), 0: the input unchanged; "
-                                       "in between, mixed in image space"),
-                *selection_inputs(),
-                io.Int.Input("tile_size", default=AUTO_TILE, min=AUTO_TILE, max=2048, step=16,
-                             tooltip=f"GPEN tile size; 0 = automatic from free memory, else at least {NODE_MIN_TILE}"),
-                upscale_input(optional=True),
-                smoothing_input(optional=True),
-                *more_selection_inputs(optional=True),
                 io.Image.Input("upscaled_image", optional=True,
                                tooltip="an upscaled copy of image (e.g. from Upscale Image (using Model)): faces are "
                                        "found in image, then cut from and pasted into this one"),
-                *paste_inputs(),
-            ],
+            ),
             outputs=[
                 io.Image.Output(display_name="image", tooltip="the photos with the restored faces pasted in"),
                 io.Image.Output(display_name="faces_before",
@@ -185,6 +265,7 @@ class GPENFaceRestore(io.ComfyNode):
                 io.Mask.Output(display_name="paste_mask",
                                tooltip="where faces were pasted, one mask per image at the output size"),
             ],
+
             hidden=[io.Hidden.prompt, io.Hidden.unique_id],
         )
 
@@ -192,21 +273,19 @@ class GPENFaceRestore(io.ComfyNode):
     def execute(cls, image, gpen_model, face_detector, fidelity, score_threshold, min_face_size, selection,
                 max_faces, tile_size, upscale_factor=1.0, landmark_smoothing=0.0, face_indices="", max_face_size=0,
                 upscaled_image=None, mask="auto", keep_hair=True, keep_neck=True, smooth_small_faces=True,
-                keep_grey=True, color_match="off", parser_precision="model") -> io.NodeOutput:
-        paste = paste_options(fidelity, upscale_factor, mask, keep_hair, keep_neck, smooth_small_faces, keep_grey,
-                              color_match, parser_precision)
-        detect = detect_options(score_threshold, min_face_size, selection, max_faces, face_indices, max_face_size)
-        options = RestoreOptions(detect, TrackOptions(landmark_smoothing), paste, RunOptions(tile_size))
-        gpen = gpen_model.model.gpen
-        fetch_auto_parser(mask)
-        parser_dtype = resolve_parser_dtype(parser_precision, gpen.dtype, gpen_model.load_device)
-        parser = load_parser_for_mask(mask, parser_folders(), device=gpen_model.load_device, dtype=parser_dtype)
-        networks = FaceNetworks(gpen, face_detector, parser)
-        needed = restore_memory(networks, image, options, upscaled_image, free_bytes(gpen_model))
-        budget = load_for_run(gpen_model, 1, tile_size, needed=needed)
-        options = replace(options, run=replace(options.run, memory_budget=budget))
+                keep_grey=True, color_match="off", bridge_frames=DEFAULT_BRIDGE_FRAMES,
+                min_track_frames=DEFAULT_MIN_TRACK_FRAMES, short_track_score=DEFAULT_SHORT_TRACK_SCORE,
+                scene_cut=DEFAULT_SCENE_CUT, parser_precision="model") -> io.NodeOutput:
+        options = RestoreOptions(
+            detect_options(score_threshold, min_face_size, selection, max_faces, face_indices, max_face_size),
+            track_options(landmark_smoothing, bridge_frames, min_track_frames, short_track_score, scene_cut),
+            paste_options(fidelity, upscale_factor, mask, keep_hair, keep_neck, smooth_small_faces, keep_grey,
+                          color_match, parser_precision),
+            RunOptions(tile_size),
+        )
+        networks, options, stats = prepare_restore(gpen_model, face_detector, cls.hidden.prompt, options, image,
+                                                   upscaled_image)
         used = linked_outputs(cls.hidden.prompt, cls.hidden.unique_id)
-        stats = RestoreStats(measure=measure_wanted(cls.hidden.prompt, gpen.device))
         out, before, after, paste_mask = restore_comfy_images(
             networks, image, options, upscaled=upscaled_image,
             keep_crops=used is None or bool(used & set(CROP_OUTPUTS)), progress=interruptible_progress(1),
@@ -238,19 +317,24 @@ class GPENDetectAlignFaces(io.ComfyNode):
                 io.Image.Input("upscaled_image", optional=True,
                                tooltip="an upscaled copy of image: faces are found in image and cut from this one "
                                        "(more detail); paste into it too"),
+                *tracking_inputs(),
             ],
             outputs=[io.Image.Output(display_name="aligned_faces",
                                      tooltip="one aligned crop per face found, in the selection order"),
                      Faces.Output(display_name="faces",
                                   tooltip="where each crop came from: for GPEN Paste Faces")],
+
         )
 
     @classmethod
     def execute(cls, image, face_detector, crop_size, score_threshold, min_face_size, selection, max_faces,
-                face_indices, max_face_size, landmark_smoothing, gpen_model=None, upscaled_image=None) -> io.NodeOutput:
+                face_indices, max_face_size, landmark_smoothing, gpen_model=None, upscaled_image=None,
+                bridge_frames=DEFAULT_BRIDGE_FRAMES, min_track_frames=DEFAULT_MIN_TRACK_FRAMES,
+                short_track_score=DEFAULT_SHORT_TRACK_SCORE, scene_cut=DEFAULT_SCENE_CUT) -> io.NodeOutput:
         size = gpen_model.model.gpen.config.size if gpen_model is not None else crop_size
         detect = detect_options(score_threshold, min_face_size, selection, max_faces, face_indices, max_face_size)
-        crops, faces = detect_comfy_images(face_detector, image, size, detect, TrackOptions(landmark_smoothing),
+        track = track_options(landmark_smoothing, bridge_frames, min_track_frames, short_track_score, scene_cut)
+        crops, faces = detect_comfy_images(face_detector, image, size, detect, track,
                                            upscaled=upscaled_image, progress=interruptible_progress(1))
         return io.NodeOutput(crops, faces)
 
@@ -277,6 +361,7 @@ class GPENPasteFaces(io.ComfyNode):
                               tooltip="one mask per crop (e.g. from a face-parsing or segmentation node), resized to "
                                       "the crop size and used as it is (it wins over mask); default: the mask widget"),
                 *paste_inputs(),
+                parser_precision_input(),
             ],
             outputs=[io.Image.Output(display_name="image", tooltip="the image with the faces pasted in"),
                      io.Mask.Output(display_name="paste_mask",

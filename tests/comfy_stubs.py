@@ -1,10 +1,11 @@
 """Stand-ins for the ComfyUI modules the nodes import (importable as ``comfy_stubs``).
 
 ``install(monkeypatch, models_dir)`` puts fake ``comfy.model_management``, ``comfy.utils``,
-``comfy.model_patcher``, ``comfy_api.latest`` (``io``, ``ui``, ``ComfyExtension``) and ``folder_paths``
-into ``sys.modules`` for one test. They mirror the signatures of ComfyUI's own (``comfy_api/latest/_io.py``)
-for what the nodes use and refuse anything else (a misspelt keyword is a TypeError, as in ComfyUI), and
-they record what the nodes asked of ComfyUI (models loaded, memory asked for, progress shown).
+``comfy.model_patcher``, ``comfy_api.latest`` (``io``, ``ui``, ``ComfyExtension``, ``InputImpl.VideoFromFile``) and
+``folder_paths`` (its temp and output folders beside ``models_dir``) into ``sys.modules`` for one test. They
+mirror the signatures of ComfyUI's own (``comfy_api/latest/_io.py``) for what the nodes use and refuse anything
+else (a misspelt keyword is a TypeError, as in ComfyUI), and they record what the nodes asked of ComfyUI (models
+loaded, memory asked for, progress shown).
 """
 from __future__ import annotations
 
@@ -217,6 +218,22 @@ class PreviewText:
         self.value = value
 
 
+class VideoFromFile:
+    """``comfy_api``'s VIDEO backed by a file or a BytesIO (the part of ``VideoInput`` the nodes use)."""
+
+    def __init__(self, file) -> None:
+        self._file = file
+
+    def get_stream_source(self):
+        if hasattr(self._file, "seek"):
+            self._file.seek(0)
+        return self._file
+
+
+class InputImpl:
+    VideoFromFile = VideoFromFile
+
+
 class ComfyExtension:
     async def on_load(self) -> None:
         pass
@@ -233,7 +250,7 @@ def io_module() -> types.ModuleType:
     for name, io_type, base in (
         ("Int", "INT", _NumberInput), ("Float", "FLOAT", _NumberInput), ("Boolean", "BOOLEAN", _BooleanInput),
         ("String", "STRING", _StringInput), ("Combo", "COMBO", _ComboInput), ("Image", "IMAGE", Input),
-        ("Mask", "MASK", Input), ("Latent", "LATENT", Input), ("AnyType", "*", Input),
+        ("Mask", "MASK", Input), ("Latent", "LATENT", Input), ("AnyType", "*", Input), ("Video", "VIDEO", Input),
     ):
         setattr(io, name, _comfy_type(io_type, base))
     return io
@@ -268,6 +285,8 @@ def folder_paths_module(models_dir: Path) -> types.ModuleType:
                 return path
         return None
 
+    fp.get_temp_directory = lambda: str(models_dir.parent / "temp")  # type: ignore[attr-defined]
+    fp.get_output_directory = lambda: str(models_dir.parent / "output")  # type: ignore[attr-defined]
     fp.get_folder_paths = get_folder_paths  # type: ignore[attr-defined]
     fp.get_input_directory = lambda: input_dir  # type: ignore[attr-defined]
     fp.get_filename_list = get_filename_list  # type: ignore[attr-defined]
@@ -301,6 +320,7 @@ def install(monkeypatch: pytest.MonkeyPatch, models_dir: Path) -> Stubs:
     latest.io, latest.ui = io_module(), types.ModuleType("comfy_api.latest.ui")  # type: ignore[attr-defined]
     latest.ui.PreviewText = PreviewText  # type: ignore[attr-defined]
     latest.ComfyExtension = ComfyExtension  # type: ignore[attr-defined]
+    latest.InputImpl = InputImpl  # type: ignore[attr-defined]
     api.latest = latest  # type: ignore[attr-defined]
     modules |= {"comfy_api": api, "comfy_api.latest": latest, "folder_paths": folder_paths_module(models_dir)}
     for name, module in modules.items():

@@ -25,6 +25,16 @@ TINY = g.GPENConfig(64, channel_multiplier=2, narrow=0.125)
 """A GPEN-64 with 64 channels at 4x4: every code path of the real models, milliseconds per forward."""
 
 
+def run_cli(capsys, *argv) -> tuple[int, str]:
+    """``python -m gpen_core *argv`` in this process: (exit status, stderr); stderr never holds a traceback."""
+    from gpen_core.tools.cli import main
+
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """Peak signal-to-noise ratio in dB of two images in [0, 1] (float64 arithmetic; inf when equal)."""
     mse = float((a.double() - b.double()).pow(2).mean())

@@ -75,3 +75,20 @@ class BrightRegionDetector:
         points = self.relative + torch.tensor([x0, y0])
         points = points + self.jitter * torch.randn(points.shape, generator=self.generator)
         return FaceDetections(torch.tensor([[x0, y0, x1, y1]]), torch.tensor([0.99]), points[None], (h, w))
+
+
+class ReplayDetector:
+    """Answers each call with the next of a list of per-frame detections (e.g. a real detector's, stored): the
+    pipeline detects every frame once, in order."""
+
+    name, device, default_score_threshold = "replay", torch.device("cpu"), 0.5
+
+    def __init__(self, frames: list[FaceDetections]) -> None:
+        self.frames = frames
+        self.calls = 0
+
+    def detect_rgb255(self, image, score_threshold, min_face_size, progress=None):
+        found = self.frames[self.calls]
+        self.calls += 1
+        assert found.image_size == tuple(image.shape[-2:]), (found.image_size, image.shape)
+        return found

@@ -1,7 +1,7 @@
 """Layers that stay: a module imports only from its own layer or the ones below it.
 
 weights, checks (file, values), the network entry type, the official files' table, digests -> arch ->
-runtime, images -> loading, enhance, run options -> face -> zoo -> tools -> the ``gpen_core`` package itself
+runtime, images -> loading, enhance, run options -> face -> video -> zoo -> tools -> the ``gpen_core`` package itself
 (its public names) -> nodes (ComfyUI).
 The core never imports ``nodes`` or ComfyUI (``comfy``, ``comfy_api``, ``folder_paths``, ``server``).
 Imports inside functions count; only ``if TYPE_CHECKING:`` imports do not (see ``import_graph``).
@@ -23,6 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("gpen_core.runtime", "gpen_core.images"),
     ("gpen_core.loading", "gpen_core.enhance", "gpen_core.run_options"),
     ("gpen_core.face",),
+    ("gpen_core.video",),
     ("gpen_core.zoo",),
     ("gpen_core.tools", "gpen_core.__main__"),
     ("gpen_core",),
@@ -80,12 +81,12 @@ def write(root: Path, files: dict[str, str]) -> None:
     ({"gpen_core/arch/generator.py": "def f():\n    from ..face import pipeline\n"},
      "gpen_core.arch.generator (layer 1) imports gpen_core.face.pipeline (layer 4)"),
     ({"gpen_core/face/pipeline.py": "from ..tools import cli\n"},
-     "gpen_core.face.pipeline (layer 4) imports gpen_core.tools.cli (layer 6)"),
+     "gpen_core.face.pipeline (layer 4) imports gpen_core.tools.cli (layer 7)"),
     ({"gpen_core/loading.py": "import gpen_core.tools.cli\n"},
-     "gpen_core.loading (layer 3) imports gpen_core.tools.cli (layer 6)"),
+     "gpen_core.loading (layer 3) imports gpen_core.tools.cli (layer 7)"),
     ({"gpen_core/face/pipeline.py": "import comfy.model_management\n"}, "imports ComfyUI's comfy"),
     ({"gpen_core/tools/cli.py": "from nodes import face_logic\n"},
-     "gpen_core.tools.cli (layer 6) imports nodes.face_logic (layer 8)"),
+     "gpen_core.tools.cli (layer 7) imports nodes.face_logic (layer 9)"),
     ({"gpen_core/tools/cli.py": "import folder_paths\n"}, "imports ComfyUI's folder_paths"),
 ])
 def test_a_wrong_import_is_found(tmp_path, wrong, message):

@@ -17,12 +17,25 @@ from .masks import MASK_MODE_NAMES
 from .parsing.precision import PARSER_PRECISIONS
 from .paste import FACE_MODES
 
-__all__ = ["MAX_UPSCALE", "DetectOptions", "PasteOptions", "RestoreOptions", "TrackOptions"]
+__all__ = ["MAX_TRACK_FRAMES", "MAX_SMOOTHING", "MAX_UPSCALE", "DetectOptions", "PasteOptions", "RestoreOptions",
+           "TrackOptions"]
 
 MAX_UPSCALE = 8.0
 """Largest ``upscale_factor``."""
 MAX_SMOOTHING = 0.95
 """Strongest landmark smoothing (the face then lags ``k / (1 - k)`` = 19 frames behind its motion)."""
+DEFAULT_BRIDGE_FRAMES = 3
+"""Frames a track may miss and still be bridged (:class:`TrackOptions`)."""
+DEFAULT_MIN_TRACK_FRAMES = 3
+"""Frames a low-score track must last to be kept (:class:`TrackOptions`)."""
+DEFAULT_SHORT_TRACK_SCORE = 0.995
+"""Best score that keeps a track shorter than :data:`DEFAULT_MIN_TRACK_FRAMES`. Scores alone do not tell false faces
+from real ones (on the moving portrait MTCNN scores the real face 0.94 to 0.99996 from frame to frame, its false
+face 0.984): the length does; a brief face is kept only when the detector is very sure of it."""
+DEFAULT_SCENE_CUT = 0.15
+"""Thumbnail difference of two consecutive frames that makes a scene cut (:class:`TrackOptions`)."""
+MAX_TRACK_FRAMES = 100
+"""Largest ``bridge_frames`` and ``min_track_frames`` (frames held back grow with them)."""
 
 
 @dataclass(frozen=True)
@@ -51,17 +64,49 @@ class DetectOptions:
 
 @dataclass(frozen=True)
 class TrackOptions:
-    """How faces are followed over frames that come in sequence (a video; a single photo has no track).
+    """How faces are followed over frames that come in sequence (a clip, a batch of frames).
+
+    Faces are followed as tracks (:class:`gpen_core.face.tracking.FaceTracker`): matched from frame to
+    frame by box overlap and landmark distance. The defaults are on; they change nothing for a single
+    photo (a one-frame clip: its faces are its whole tracks). :meth:`off` gives each frame's own detections.
 
     Attributes:
         smoothing: strength in [0, :data:`MAX_SMOOTHING`] of the one-pole filter on each track's
-            landmarks (:class:`gpen_core.face.tracking.LandmarkSmoother`); 0 = off.
+            landmarks; 0 = off.
+        bridge_frames: a track missing for up to this many frames is bridged: its landmarks are
+            interpolated from both sides (carried forward from the last detection at the end of a clip or
+            before a scene cut), so the face is restored in every frame; 0 = no bridging.
+        min_track_frames: a track detected in fewer frames than this (or than its whole clip or scene,
+            when shorter) whose best score is under ``short_track_score`` is a false detection: its faces
+            are not restored; 1 = every detection is kept.
+        short_track_score: the score that keeps a short track (see ``min_track_frames``), in [0, 1].
+        scene_cut: a mean absolute difference of two consecutive frames' thumbnails (values in [0, 1])
+            above this is a scene cut: every track ends there; 0 = never cut on the frame difference (a
+            frame whose confident faces continue no track is a cut either way).
     """
 
     smoothing: float = 0.0
+    bridge_frames: int = DEFAULT_BRIDGE_FRAMES
+    min_track_frames: int = DEFAULT_MIN_TRACK_FRAMES
+    short_track_score: float = DEFAULT_SHORT_TRACK_SCORE
+    scene_cut: float = DEFAULT_SCENE_CUT
 
     def __post_init__(self) -> None:
         check_range(self.smoothing, 0.0, MAX_SMOOTHING, "landmark_smoothing (0: off)")
+        check_range(self.bridge_frames, 0, MAX_TRACK_FRAMES, "bridge_frames (0: off)", integer=True)
+        check_range(self.min_track_frames, 1, MAX_TRACK_FRAMES, "min_track_frames (1: off)", integer=True)
+        check_range(self.short_track_score, 0.0, 1.0, "short_track_score")
+        check_range(self.scene_cut, 0.0, 1.0, "scene_cut (0: off)")
+
+    @classmethod
+    def off(cls, smoothing: float = 0.0) -> TrackOptions:
+        """No bridging, no false-detection filter (and no smoothing unless given): each frame's own faces."""
+        return cls(smoothing, bridge_frames=0, min_track_frames=1)
+
+    @property
+    def active(self) -> bool:
+        """Whether faces are followed at all (else every frame's detections are final as they are)."""
+        return self.smoothing > 0 or self.bridge_frames > 0 or self.min_track_frames > 1
 
 
 @dataclass(frozen=True)

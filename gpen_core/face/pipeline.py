@@ -45,6 +45,8 @@ from .restore import (
     paste_image_faces,
     paste_size,
     restore_crops,
+    select_frame,
+    track_frame,
 )
 from .stats import RestoreStats
 from .tracking import FaceTracker
@@ -258,7 +260,7 @@ class FaceRestorer:
             while _final_count(pending) >= layout.chunk:
                 yield from self._restore_chunk([pending.popleft() for _ in range(layout.chunk)], layout, out,
                                                out_masks)
-        for faces in self.tracker.finish():
+        for faces in self._selected(self.tracker.finish()):
             _assign(pending, faces)
         while pending:
             assert layout is not None
@@ -275,11 +277,17 @@ class FaceRestorer:
         with self.stats.stage("detect", device), self._measured(device, "detect"):
             found = detect_frame(self.networks.detector, item.image, self.options.detect,
                                  progress=stage_done if self.progress is not None else None, stats=self.stats)
+            final = track_frame(self.tracker, item.image, found)
         if len(found) == 0:
             log.info("no face found in frame %d (%dx%d)", item.index, item.image.shape[-1], item.image.shape[-2])
         self._detected += 1
         self._report()
-        return self.tracker.push(found)
+        return self._selected(final)
+
+    def _selected(self, final: list[FaceDetections]) -> list[FaceDetections]:
+        """The tracker's final frames through the selection (and the tracker's counts into the stats)."""
+        self.stats.track = self.tracker.counts
+        return [select_frame(found, self.options.detect, self.stats) for found in final]
 
     def _restore_chunk(self, items: list[_Pending], layout: _Layout, out: torch.Tensor | None,
                        out_masks: torch.Tensor | None) -> list[RestoredFrame]:

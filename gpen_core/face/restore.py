@@ -36,7 +36,7 @@ from .masks import MaskParser, official_paste_mask
 from .options import MAX_UPSCALE, DetectOptions, PasteOptions, TrackOptions
 from .paste import paste_into
 from .stats import RestoreStats
-from .tracking import FaceTracker
+from .tracking import FaceTracker, frame_signature
 
 log = logging.getLogger(__name__)
 
@@ -72,17 +72,30 @@ def detect_frame(
     progress: Progress | None = None,
     stats: RestoreStats | None = None,
 ) -> FaceDetections:
-    """The selected faces of one ``(3, H, W)`` frame (float in [0, 1]), counted in ``stats``.
+    """Every face of one ``(3, H, W)`` frame (float in [0, 1]) above the threshold, before the selection
+    (the tracker sees them all; :func:`select_frame` follows), counted in ``stats``.
 
     ``progress(done, steps)`` runs between the detector's stages (a cancel point).
     """
     found = find_faces(detector, frame, score_threshold=detect.threshold,
                        min_face_size=detect.selection.min_face_size, progress=progress)
-    selected = select_faces(found, detect.selection)
     if stats is not None:
         stats.faces_found += len(found)
+    return found
+
+
+def select_frame(found: FaceDetections, detect: DetectOptions, stats: RestoreStats | None = None) -> FaceDetections:
+    """The faces of a final frame (the tracker's) that the selection keeps, counted in ``stats``."""
+    selected = select_faces(found, detect.selection)
+    if stats is not None:
         stats.faces_selected += len(selected)
     return selected
+
+
+def track_frame(tracker: FaceTracker, frame: torch.Tensor, found: FaceDetections) -> list[FaceDetections]:
+    """Push one frame's faces into ``tracker`` (with its thumbnail when the tracker compares them); returns
+    the frames now final."""
+    return tracker.push(found, frame_signature(frame) if tracker.wants_signature else None)
 
 
 def align_faces(frames: list[FaceDetections], crop_size: int) -> AlignedFaces:
@@ -146,7 +159,8 @@ def detect_and_align(
         images: ``(B, 3, H, W)`` RGB float in [0, 1]: the faces are detected and aligned here.
         crop_size: side ``S`` of the crops (the GPEN model's size).
         detect: detection and selection options.
-        track: following faces over the frames of the batch (landmark smoothing); default off.
+        track: following faces over the frames of the batch (:class:`TrackOptions`: tracks, bridging, false
+            detections, scene cuts, smoothing); default :class:`TrackOptions` (a single image is unchanged).
         crop_source: optional ``(B, 3, H', W')`` copy of ``images`` at another scale (an upscaled
             image): the crops are cut from it (more detail), with the scale composed into the
             matrices; the record keeps coordinates of ``images``.
@@ -178,9 +192,9 @@ def detect_and_align(
         found = detect_frame(detector, images[i], detect, progress=None if progress is None else stage_done)
         if len(found) == 0:
             log.warning("no face found in image %d (%dx%d)", i, width, height)
-        final += tracker.push(found)
+        final += track_frame(tracker, images[i], found)
     final += tracker.finish()
-    faces = align_faces(final, crop_size)
+    faces = align_faces([select_frame(found, detect) for found in final], crop_size)
     return cut_crops(source, faces), faces
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from ..runtime.report import RunRecord
+from .tracking import TrackCounts
 
 __all__ = ["STAGES", "RestoreStats", "merge_records"]
 
@@ -30,6 +31,8 @@ class RestoreStats:
         faces_found: faces the detector found above the threshold, before the selection.
         faces_selected: faces chosen for restoration (the selection, then the tracks).
         faces_restored: faces through GPEN and pasted so far.
+        track: what the tracker changed (faces bridged, false faces dropped, scene cuts); None before the
+            first frame.
         seconds: wall seconds per stage of :data:`STAGES` (a stage on CUDA is synchronised before it is
             timed, so each stage carries its own GPU work).
         measure: measure GPEN's peak memory (:class:`gpen_core.runtime.memory.PeakMeter`: cheap on CUDA, slow
@@ -46,6 +49,7 @@ class RestoreStats:
     faces_found: int = 0
     faces_selected: int = 0
     faces_restored: int = 0
+    track: TrackCounts | None = None
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     records: list[RunRecord] = field(default_factory=list)
     phase_peaks: dict[str, int] = field(default_factory=dict)
@@ -97,8 +101,15 @@ class RestoreStats:
         """
         stages = {**self.seconds, **(extra or {})}
         times = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in stages.items())
-        return (f"{self.faces_found} face(s) found, {self.faces_restored} restored ({detector}, mask {mask}) in "
-                f"{self.elapsed:.1f} s: {times}" + ("" if peak is None else f"; peak {peak}"))
+        frames = ""
+        if self.frames_done > 1:
+            frames = f"{self.frames_done} frames ({self.frames_done / max(self.elapsed, 1e-9):.2f} fps), "
+        tracked = ""
+        if self.track is not None and (self.track.bridged or self.track.dropped or self.track.cuts):
+            tracked = (f", {self.track.bridged} bridged, {self.track.dropped} dropped as false, "
+                       f"{self.track.cuts} scene cut(s)")
+        return (f"{frames}{self.faces_found} face(s) found, {self.faces_restored} restored{tracked} ({detector}, "
+                f"mask {mask}) in {self.elapsed:.1f} s: {times}" + ("" if peak is None else f"; peak {peak}"))
 
 
 def merge_records(records: list[RunRecord]) -> RunRecord | None:

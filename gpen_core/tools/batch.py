@@ -1,9 +1,10 @@
 """Batch planning for the command line: inputs, output names, the output folder, failures.
 
 Everything here runs before any model is loaded, so that a wrong path or option costs nothing:
-:func:`collect_inputs` (files and folders), :func:`plan_jobs` (one job per image or per frame,
-each with all its outputs: the image and, with ``--save-mask``, the mask; file headers checked
-against the limits; names checked against the file system's limit), :func:`select_jobs`
+:func:`collect_inputs` (files and folders), :func:`plan_jobs` (one job per image, per frame of an
+animation, or per video clip, each with all its outputs: the image and, with ``--save-mask``, the
+mask; a clip's ``<stem><suffix>.mp4``; file headers checked against the limits; names checked against
+the file system's limit), :func:`select_jobs`
 (existing outputs: refuse, skip or overwrite; never an input file; never two writes to one name)
 and :class:`OutputFolder` (created and probed for writing; removed again when a run writes nothing).
 """
@@ -25,9 +26,12 @@ from ..images.files import (
     name_bytes,
     name_max,
 )
+from ..video.source import VIDEO_SUFFIXES, VideoReadError, probe_video
 
 MASK_SUFFIX = "_mask"
-"""``--save-mask`` writes the paste mask of ``<name>.png`` as ``<name>_mask.png``."""
+"""``--save-mask`` writes the paste mask of ``<name>.png`` as ``<name>_mask.png`` (images only)."""
+VIDEO_OUTPUT_SUFFIX = ".mp4"
+"""A clip is written as ``<stem><suffix>.mp4`` (H.264, with the source's audio)."""
 
 
 class UsageError(ValueError):
@@ -36,13 +40,16 @@ class UsageError(ValueError):
 
 @dataclass(frozen=True)
 class Job:
-    """One output image: ``frame`` of ``source`` (None: a single-frame file) written to ``target``,
-    and its paste mask to ``mask`` (``--save-mask``; None: no mask)."""
+    """One output: ``frame`` of ``source`` (None: a single-frame file) written to ``target``, and its
+    paste mask to ``mask`` (``--save-mask``; None: no mask); or, with ``video``, the whole clip ``source``
+    written to ``target`` (``.mp4``; ``frames``: the count its header declares, None when unknown)."""
 
     source: Path
     frame: int | None
     target: Path
     mask: Path | None = None
+    video: bool = False
+    frames: int | None = None
 
     @property
     def outputs(self) -> tuple[Path, ...]:
@@ -86,12 +93,17 @@ class Failures:
         return "\n".join(lines)
 
 
+def is_video(path: Path) -> bool:
+    """Whether ``path`` is read as a video clip (its suffix is one of :data:`VIDEO_SUFFIXES`, any case)."""
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
 def collect_inputs(paths: list[str]) -> tuple[list[Path], list[Path]]:
-    """Image files named or found in folders (not recursive), and the folder entries ignored.
+    """Image and video files named or found in folders (not recursive), and the folder entries ignored.
 
     Files named directly are taken whatever their suffix (an unreadable one fails later, by name);
-    in folders, entries with a suffix of :data:`IMAGE_SUFFIXES` are taken and other non-hidden
-    entries are returned as ignored, so that the caller can list them. Sub-folders are not read.
+    in folders, entries with a suffix of :data:`IMAGE_SUFFIXES` or :data:`VIDEO_SUFFIXES` are taken and
+    other non-hidden entries are returned as ignored, so that the caller can list them. Sub-folders are not read.
     Entries that are not regular files (a FIFO, a device, a dangling link, a link loop) are taken
     like the others: :func:`plan_jobs` lists each as failed with its reason, never opening it.
 
@@ -106,7 +118,7 @@ def collect_inputs(paths: list[str]) -> tuple[list[Path], list[Path]]:
             for entry in sorted(path.iterdir()):
                 if entry.is_dir():
                     continue
-                if entry.suffix.lower() in IMAGE_SUFFIXES:
+                if entry.suffix.lower() in IMAGE_SUFFIXES or is_video(entry):
                     files.append(entry)
                 elif not entry.name.startswith("."):
                     ignored.append(entry)
@@ -115,7 +127,8 @@ def collect_inputs(paths: list[str]) -> tuple[list[Path], list[Path]]:
         else:
             raise UsageError(f"input not found: {path}")
     if not files:
-        raise UsageError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(paths)}")
+        raise UsageError(f"no images ({', '.join(IMAGE_SUFFIXES)}) or videos ({', '.join(VIDEO_SUFFIXES)}) in "
+                         f"{', '.join(paths)}")
     unique: dict[Path, Path] = {}
     for f in files:  # the same file named twice (or via a folder) is read once
         unique.setdefault(_identity(f), f)
@@ -145,16 +158,19 @@ def _too_long(names: OutputNames, limit: int) -> str | None:
 
 
 def plan_jobs(files: list[Path], out_dir: Path, suffix: str, failures: Failures, *, save_mask: bool = False,
-              max_pixels: int = MAX_PIXELS, max_frames: int = MAX_FRAMES) -> list[Job]:
-    """One :class:`Job` per image, one per frame of animations / multi-page files.
+              max_pixels: int = MAX_PIXELS, max_frames: int = MAX_FRAMES, videos: bool = True) -> list[Job]:
+    """One :class:`Job` per image, one per frame of animations / multi-page files, one per video clip.
 
-    Frame counts come from the file headers (Pillow walks GIF frames), checked against
-    ``max_pixels`` and ``max_frames`` (:func:`gpen_core.images.files.frame_count`); a file that is
-    not a regular image file within them, or whose output name would be longer than the file
-    system of ``out_dir`` accepts (``PC_NAME_MAX``), is recorded in ``failures`` and gets no job.
+    Frame counts come from the file headers (Pillow walks GIF frames; PyAV reads a clip's header),
+    checked against ``max_pixels`` and ``max_frames`` (:func:`gpen_core.images.files.frame_count`,
+    :func:`gpen_core.video.probe_video`); a file that is not a regular image or video file within them,
+    or whose output name would be longer than the file system of ``out_dir`` accepts (``PC_NAME_MAX``),
+    is recorded in ``failures`` and gets no job.
 
     Args:
-        save_mask: each job also writes its paste mask (:func:`mask_path` of its target).
+        save_mask: each image job also writes its paste mask (:func:`mask_path` of its target); clips
+            write no mask.
+        videos: clips are accepted (False: ``--aligned``, which takes face crops: each clip is a failure).
 
     Raises:
         UsageError: ``suffix`` alone makes every output name too long.
@@ -170,6 +186,10 @@ def plan_jobs(files: list[Path], out_dir: Path, suffix: str, failures: Failures,
         )
     jobs = []
     for source in files:
+        if is_video(source):
+            job = _plan_video(source, out_dir, suffix, failures, limit, max_pixels, max_frames, videos)
+            jobs += [] if job is None else [job]
+            continue
         try:
             frames = frame_count(source, max_pixels=max_pixels, max_frames=max_frames)
         except ImageReadError as err:
@@ -178,13 +198,35 @@ def plan_jobs(files: list[Path], out_dir: Path, suffix: str, failures: Failures,
         names = _output_names(source, frames, suffix, save_mask)
         too_long = _too_long(names, limit)
         if too_long is not None:
-            failures.add(source, f"its output name {too_long[:24]}...{too_long[-20:]} would be {name_bytes(too_long)} "
-                                 f"bytes, over the limit of {limit} bytes of the file system of {out_dir}; rename the "
-                                 "file (or use a shorter --suffix)")
+            failures.add(source, _name_too_long(too_long, limit, out_dir))
             continue
         for frame, image, mask in names:
             jobs.append(Job(source, frame, out_dir / image, None if mask is None else out_dir / mask))
     return jobs
+
+
+def _name_too_long(name: str, limit: int, out_dir: Path) -> str:
+    return (f"its output name {name[:24]}...{name[-20:]} would be {name_bytes(name)} bytes, over the limit of "
+            f"{limit} bytes of the file system of {out_dir}; rename the file (or use a shorter --suffix)")
+
+
+def _plan_video(source: Path, out_dir: Path, suffix: str, failures: Failures, limit: int, max_pixels: int,
+                max_frames: int, videos: bool) -> Job | None:
+    """The job of a clip (its header read and checked), or None with the reason in ``failures``."""
+    if not videos:
+        failures.add(source, "a video: --aligned takes aligned face crops (images); drop --aligned to restore the "
+                             "faces of a clip")
+        return None
+    try:
+        info = probe_video(source, max_pixels=max_pixels, max_frames=max_frames)
+    except VideoReadError as err:
+        failures.add(source, str(err).removeprefix(f"{source}: "))
+        return None
+    name = f"{source.stem}{suffix}{VIDEO_OUTPUT_SUFFIX}"
+    if name_bytes(name) > limit:
+        failures.add(source, _name_too_long(name, limit, out_dir))
+        return None
+    return Job(source, None, out_dir / name, video=True, frames=info.frames)
 
 
 def select_jobs(jobs: list[Job], inputs: list[Path], *, force: bool, skip_existing: bool) -> tuple[list[Job], int]:

@@ -34,7 +34,7 @@ class BatchReport:
         self.failures = failures
         self.debug = debug
         self.line = ProgressLine("enhance", len(jobs))
-        self.written = 0
+        self.written: list[Job] = []
         self.disk_full = False
         self._failed: dict[int, str] = {}
         self._no_faces: dict[int, str] = {}
@@ -50,12 +50,12 @@ class BatchReport:
         self.line.finish()
         self._recorded.add(index)
         label = job_label(self.jobs[index])
+        if result.summary:  # also for a clip cut short (written up to its break, listed as failed)
+            self.line.message(f"{label}: {result.summary}")
         if result.ok:
-            self.written += 1
+            self.written.append(self.jobs[index])
             if result.faces == 0:
                 self._no_faces[index] = label
-            if result.summary:
-                self.line.message(f"{label}: {result.summary}")
             return False
         if self.debug and result.traceback:
             self.line.message(result.traceback.rstrip())
@@ -75,8 +75,9 @@ class BatchReport:
         """End the progress line (also when the run is interrupted)."""
         self.line.end()
 
-    def finish(self) -> int:
-        """Add the failures in job order, list the photos without faces; returns the images written."""
+    def finish(self) -> list[Job]:
+        """Add the failures in job order, list the photos without faces; returns the jobs whose outputs were
+        written, in the order they ended."""
         for index in sorted(self._failed):
             self.failures.add(job_label(self.jobs[index]), self._failed[index])
         if self._no_faces:

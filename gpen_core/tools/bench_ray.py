@@ -50,7 +50,7 @@ def run_once(inputs: list[Path], out: Path, spec: RuntimeSpec, workers: int) -> 
     with mock.patch.object(BatchReport, "record", timed):
         started = time.perf_counter()
         written = ray_runner.run_ray(jobs, JobSettings(), spec, failures, RayOptions(workers=workers))
-    return written, times[-1] - started, times[-1] - times[0]
+    return len(written), times[-1] - started, times[-1] - times[0]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""``gpen enhance``: restore the faces of photos (or aligned crops) in a folder, carefully.
+"""``gpen enhance``: restore the faces of photos and video clips (or aligned crops) in a folder, carefully.
 
 Every option, input and the output folder are checked before any model loads (the typed options'
 constructors hold the rules; their messages are given the command line's flag names); every
@@ -20,13 +20,24 @@ from ..face.detection.catalog import DETECTOR_NAMES
 from ..face.detection.selection import FACE_ORDERS, ORDER_ALIASES, FaceSelection
 from ..face.finish import COLOR_SPACES
 from ..face.masks import MASK_MODE_NAMES, MASK_MODES
-from ..face.options import DetectOptions, PasteOptions, RestoreOptions, TrackOptions
+from ..face.options import (
+    DEFAULT_BRIDGE_FRAMES,
+    DEFAULT_MIN_TRACK_FRAMES,
+    DEFAULT_SCENE_CUT,
+    DEFAULT_SHORT_TRACK_SCORE,
+    MAX_SMOOTHING,
+    DetectOptions,
+    PasteOptions,
+    RestoreOptions,
+    TrackOptions,
+)
 from ..face.parsing.precision import PARSER_PRECISIONS
 from ..face.stats import RestoreStats
 from ..images.files import BYTES_PER_PIXEL_READ, MAX_FRAMES, MAX_PIXELS
 from ..official_files import official_names
 from ..run_options import AUTO_TILE, EXACT_OVERLAP, RunOptions
 from ..runtime.precision import PRECISIONS
+from ..video.source import VIDEO_SUFFIXES
 from ..zoo.locate import (
     MODELS_DIR_ENV,
     fetch_detector_weights,
@@ -48,15 +59,18 @@ AUTO_TILE_NAME = "auto"
 WHOLE_IMAGE = ("none", "whole")
 WHOLE_PHOTO_OPTIONS = ("detector", "detector_dir", "fidelity", "selection", "faces", "max_faces", "min_face_size",
                        "max_face_size", "score_threshold", "mask", "parser", "parser_precision", "no_keep_hair",
-                       "no_keep_neck",
-                       "no_smooth_small_faces", "no_keep_grey", "color_match", "save_mask")
+                       "no_keep_neck", "no_smooth_small_faces", "no_keep_grey", "color_match", "save_mask", "smoothing",
+                       "bridge_frames", "min_track_frames", "short_track_score", "scene_cut")
 """Options of whole-photo restoration, refused with ``--aligned`` (they would do nothing)."""
 FLAGS = {
     "score_threshold": "--score-threshold", "min_face_size": "--min-face-size", "max_face_size": "--max-face-size",
     "max_faces": "--max-faces", "fidelity": "--fidelity", "overlap": "--overlap", "tile_size": "--tile-size",
-    "landmark_smoothing": "--smoothing",
+    "landmark_smoothing": "--smoothing", "bridge_frames": "--bridge-frames", "min_track_frames": "--min-track-frames",
+    "short_track_score": "--short-track-score", "scene_cut": "--scene-cut",
 }
 """Field names of the typed options -> the flags that set them (for the messages)."""
+TRACK_FIELDS = ("smoothing", "bridge_frames", "min_track_frames", "short_track_score", "scene_cut")
+""":class:`TrackOptions` fields set by the flags of the same names (clips: frames in sequence)."""
 
 
 def parse_tile_size(text: str) -> int | None:
@@ -103,7 +117,7 @@ def enhance_settings(args: argparse.Namespace) -> JobSettings:
                              keep_grey=not args.no_keep_grey, color_match=args.color_match or "off",
                              fidelity=1.0 if args.fidelity is None else args.fidelity,
                              parser_precision=args.parser_precision or PARSER_PRECISIONS[0])
-        track = TrackOptions()
+        track = TrackOptions(**{name: getattr(args, name) for name in TRACK_FIELDS if getattr(args, name) is not None})
     except ValueError as error:
         raise _flagged(error) from None
     try:
@@ -118,7 +132,8 @@ def enhance_settings(args: argparse.Namespace) -> JobSettings:
     check_range(args.max_pixels, 1, None, "--max-pixels", integer=True)
     check_range(args.max_frames, 1, None, "--max-frames", integer=True)
     restore = RestoreOptions(detect=detect, track=track, paste=paste, run=run)
-    return JobSettings(restore, aligned=args.aligned, keep_size=args.keep_size, max_pixels=args.max_pixels)
+    return JobSettings(restore, aligned=args.aligned, keep_size=args.keep_size, max_pixels=args.max_pixels,
+                       max_frames=args.max_frames)
 
 
 def runtime_spec(args: argparse.Namespace) -> RuntimeSpec:
@@ -164,13 +179,13 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     out_dir = Path(args.output)
     failures = Failures()
     jobs = plan_jobs(files, out_dir, args.suffix, failures, save_mask=bool(args.save_mask),
-                     max_pixels=args.max_pixels, max_frames=args.max_frames)
+                     max_pixels=args.max_pixels, max_frames=args.max_frames, videos=not args.aligned)
     jobs, skipped = select_jobs(jobs, files, force=args.force, skip_existing=args.skip_existing)
     if ignored:
         names = ", ".join(p.name for p in ignored[:8]) + (" ..." if len(ignored) > 8 else "")
-        print(f"note: ignored {len(ignored)} file(s) without an image suffix: {names}", file=sys.stderr)
+        print(f"note: ignored {len(ignored)} file(s) without an image or video suffix: {names}", file=sys.stderr)
     if skipped:
-        print(f"skipping {skipped} image(s) whose output exists (--skip-existing)", file=sys.stderr)
+        print(f"skipping {skipped} image(s) or clip(s) whose output exists (--skip-existing)", file=sys.stderr)
     if not jobs:
         if failures:
             print(failures.report(), file=sys.stderr)
@@ -179,7 +194,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         return 0
     folder = OutputFolder(out_dir)
     folder.prepare()
-    written = 0
+    written: list[Job] = []
     try:
         spec = runtime_spec(args)
         if ray is None:
@@ -189,9 +204,11 @@ def cmd_enhance(args: argparse.Namespace) -> int:
 
             written = run_ray(jobs, settings, spec, failures, ray, debug=args.debug)
     finally:
-        if written == 0:
+        if not written:
             folder.remove_if_empty()
-    print(f"wrote {written} image(s) to {out_dir}", file=sys.stderr)
+    clips = sum(job.video for job in written)
+    print(f"wrote {len(written) - clips} image(s)" + (f" and {clips} video(s)" if clips else "") + f" to {out_dir}",
+          file=sys.stderr)
     if failures:
         print(failures.report(), file=sys.stderr)
         if skipped or written:
@@ -201,9 +218,9 @@ def cmd_enhance(args: argparse.Namespace) -> int:
 
 
 def run_local(jobs: list[Job], settings: JobSettings, runtime: Runtime, failures: Failures, *,
-              debug: bool = False) -> int:
-    """Run every job in this process; a failing file is recorded and the next one runs. Returns the
-    images written."""
+              debug: bool = False) -> list[Job]:
+    """Run every job in this process; a failing file is recorded and the next one runs. Returns the jobs
+    done (their outputs written)."""
     report = BatchReport(jobs, failures, debug=debug)
     try:
         for index, job in enumerate(jobs):
@@ -220,10 +237,12 @@ def run_local(jobs: list[Job], settings: JobSettings, runtime: Runtime, failures
 def add_enhance_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """The ``enhance`` subcommand; its option lists are the core's constants."""
     p = sub.add_parser("enhance", parents=[common],
-                       help="restore the faces of photos (or of aligned crops with --aligned)",
-                       description="Outputs are PNG: <stem><suffix>.png, and <stem>_f0001<suffix>.png ... for "
-                                   "every frame of animations / multi-page files (GIF, APNG, WebP, TIFF).")
-    p.add_argument("inputs", nargs="+", help="image files or folders")
+                       help="restore the faces of photos and video clips (or of aligned crops with --aligned)",
+                       description="Images are written as PNG: <stem><suffix>.png, and <stem>_f0001<suffix>.png ... "
+                                   "for every frame of animations / multi-page files (GIF, APNG, WebP, TIFF). Video "
+                                   f"clips ({', '.join(VIDEO_SUFFIXES)}) are written as <stem><suffix>.mp4 (H.264, "
+                                   "the source's frame times and audio), their faces followed over the frames.")
+    p.add_argument("inputs", nargs="+", help="image or video files, or folders")
     p.add_argument("--aligned", action="store_true", help="inputs are aligned face crops: no detection, no paste-back")
     p.add_argument("--detector", default=None,
                    help=f"auto (default), {', '.join(DETECTOR_NAMES)}, or a weights file/folder")
@@ -261,6 +280,20 @@ def add_enhance_parser(sub: argparse._SubParsersAction, common: argparse.Argumen
     p.add_argument("--max-face-size", type=float, default=None,
                    help="ignore faces whose box side max(w, h) is larger (px); 0: no bound")
     p.add_argument("--score-threshold", type=float, default=None, help="detector confidence; 0: the detector's default")
+    p.add_argument("--smoothing", type=float, default=None,
+                   help=f"clips: landmark smoothing along each face's track, 0 (default: off) to {MAX_SMOOTHING}; "
+                        "higher = steadier but slower to follow motion")
+    p.add_argument("--bridge-frames", type=int, default=None,
+                   help=f"clips: a face missed for up to N frames is restored there too, its landmarks interpolated "
+                        f"(default {DEFAULT_BRIDGE_FRAMES}; 0: off)")
+    p.add_argument("--min-track-frames", type=int, default=None,
+                   help=f"clips: a face found in fewer frames than N (default {DEFAULT_MIN_TRACK_FRAMES}; 1: off) "
+                        "scoring under --short-track-score is a false detection and is not restored")
+    p.add_argument("--short-track-score", type=float, default=None,
+                   help=f"clips: the score that keeps a short track (default {DEFAULT_SHORT_TRACK_SCORE})")
+    p.add_argument("--scene-cut", type=float, default=None,
+                   help=f"clips: a frame differing from the previous by more than this (mean of a thumbnail, 0..1; "
+                        f"default {DEFAULT_SCENE_CUT}; 0: off) is a scene cut: faces are not followed across it")
     p.add_argument("--model", required=True,
                    help="GPEN checkpoint (.pth/.pt/.safetensors), a file of the models folders, or an official name "
                         f"({', '.join(official_names('gpen'))}: downloaded into the models folder when missing)")
@@ -288,11 +321,11 @@ def add_enhance_parser(sub: argparse._SubParsersAction, common: argparse.Argumen
                         f"before anything is decoded; a frame takes about {BYTES_PER_PIXEL_READ} bytes of memory "
                         "per pixel")
     p.add_argument("--max-frames", type=int, default=MAX_FRAMES,
-                   help=f"most frames read from one animation / multi-page file (default {MAX_FRAMES:,})")
+                   help=f"most frames read from one animation / multi-page file or clip (default {MAX_FRAMES:,})")
     existing = p.add_mutually_exclusive_group()
     existing.add_argument("--force", action="store_true", help="overwrite existing outputs (never an input file)")
     existing.add_argument("--skip-existing", action="store_true",
-                          help="only process images whose output is missing (resume an interrupted run)")
+                          help="only process images and clips whose output is missing (resume an interrupted run)")
     add_ray_arguments(p)
     p.set_defaults(func=cmd_enhance)
 

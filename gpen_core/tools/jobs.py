@@ -20,9 +20,10 @@ from ..face.masks import mask_mode
 from ..face.options import RestoreOptions
 from ..face.pipeline import FaceNetworks
 from ..face.stats import RestoreStats
-from ..images.files import MAX_PIXELS, ImageReadError
+from ..images.files import MAX_FRAMES, MAX_PIXELS, ImageReadError
 from ..run_options import RunOptions
 from ..runtime.report import ProcessPeak
+from ..video.source import VideoReadError
 from .batch import Job, is_disk_full
 
 __all__ = ["JobResult", "JobSettings", "Runtime", "RuntimeSpec", "job_label", "load_runtime", "run_job"]
@@ -113,6 +114,7 @@ class JobSettings:
         keep_size: aligned crops: write at the input size, not the model size.
         max_pixels: the largest frame read (:data:`gpen_core.images.files.MAX_PIXELS`), checked from the
             file's header before decoding.
+        max_frames: the most frames read from one clip (checked from its header, and while decoding).
 
     Whole photos also write their paste mask when the job plans one (``--save-mask``: ``job.mask``).
     """
@@ -121,6 +123,7 @@ class JobSettings:
     aligned: bool = False
     keep_size: bool = False
     max_pixels: int = MAX_PIXELS
+    max_frames: int = MAX_FRAMES
 
     @property
     def run(self) -> RunOptions:
@@ -160,7 +163,11 @@ def job_label(job: Job) -> str:
 
 def run_job(job: Job, settings: JobSettings, runtime: Runtime, *, progress: Progress | None = None,
             stats: RestoreStats | None = None) -> JobResult:
-    """Read one image, restore it, write its outputs atomically; never raises for the file itself.
+    """Read one image (or clip), restore it, write its outputs atomically; never raises for the file itself.
+
+    A clip (``job.video``) goes through :func:`gpen_core.video.restore_video` (streamed; tracking as
+    ``settings.restore.track`` says); a clip whose stream breaks off is written up to there and reported as
+    failed, saying so.
 
     Args:
         job: the input (and frame) and its planned output files.
@@ -182,6 +189,8 @@ def run_job(job: Job, settings: JobSettings, runtime: Runtime, *, progress: Prog
     peak.start()
     io_seconds = 0.0
     try:
+        if job.video:  # a clip: decoded, restored and encoded as a stream
+            return _run_clip(job, settings, runtime, result, progress, stats, peak)
         started = time.perf_counter()
         image = read_image(job.source, frame=job.frame, max_pixels=settings.max_pixels)
         io_seconds += time.perf_counter() - started
@@ -217,9 +226,36 @@ def run_job(job: Job, settings: JobSettings, runtime: Runtime, *, progress: Prog
             result.traceback = traceback.format_exc()
         return result
     if runtime.networks is not None:
-        used = mask_mode(settings.restore.paste.mask).parser != "never" and runtime.networks.parser is not None
-        result.summary = stats.summary(runtime.detector_name, "parse" if used else "box",
-                                       {"read/write": io_seconds}, peak.describe())
+        result.summary = _summary(settings, runtime, stats, {"read/write": io_seconds}, peak)
+    return result
+
+
+def _summary(settings: JobSettings, runtime: Runtime, stats: RestoreStats, extra: dict[str, float] | None,
+             peak: ProcessPeak) -> str:
+    assert runtime.networks is not None
+    used = mask_mode(settings.restore.paste.mask).parser != "never" and runtime.networks.parser is not None
+    return stats.summary(runtime.detector_name, "parse" if used else "box", extra, peak.describe())
+
+
+def _run_clip(job: Job, settings: JobSettings, runtime: Runtime, result: JobResult, progress: Progress | None,
+              stats: RestoreStats, peak: ProcessPeak) -> JobResult:
+    """Restore a clip into ``job.target`` (decoding and encoding are timed within the detect and paste stages).
+
+    Raises:
+        VideoReadError, ValueError, OSError: the clip cannot be read or written (nothing is left behind).
+    """
+    from ..video import restore_video
+
+    if runtime.networks is None:
+        raise ValueError("a video needs the face detector: --aligned takes face crops")
+    clip = restore_video(runtime.networks, job.source, job.target, settings.restore, progress=progress, stats=stats,
+                         max_pixels=settings.max_pixels, max_frames=settings.max_frames)
+    result.written.append(str(job.target))
+    result.faces = stats.faces_restored
+    if clip.problem is not None:
+        result.error = (f"{clip.problem}; the {clip.frames} frame(s) before it were restored and written to "
+                        f"{job.target}")
+    result.summary = f"{clip.describe()}; {_summary(settings, runtime, stats, None, peak)}"
     return result
 
 
@@ -227,9 +263,9 @@ def failure_reason(err: BaseException, source: Path) -> str:
     """One line saying why a file failed, without repeating the file name."""
     text = str(err).splitlines()[0] if str(err) else ""
     text = text.removeprefix(f"{source}: ")
-    if isinstance(err, OSError) and not isinstance(err, ImageReadError):
+    if isinstance(err, OSError) and not isinstance(err, (ImageReadError, VideoReadError)):
         where = f" ({err.filename})" if err.filename else ""
         return f"cannot write the output{where}: {err.strerror or text}"
-    if isinstance(err, (ImageReadError, ValueError, MemoryError, FloatingPointError)):
+    if isinstance(err, (ImageReadError, VideoReadError, ValueError, MemoryError, FloatingPointError)):
         return text or type(err).__name__
     return f"{type(err).__name__}: {text} (an unexpected error: run with --debug for the traceback)"

@@ -27,6 +27,7 @@ class ProgressLine:
     """One line on ``stream`` (stderr), rewritten in place::
 
         enhance [######              ] 1/3 files | solvay-1927.png: face 12/29 | 1:02 elapsed, ETA 1:30
+        enhance [######              ] 1/3 files | clip.mp4: frame 120/750, 4.10 fps | 0:31 elapsed, ETA 2:34
 
     The ETA comes from the faces (or frames) of the current file, else from the files done. Messages
     (:meth:`message`) end the line first, so nothing is printed into the middle of it. When the stream is
@@ -45,6 +46,8 @@ class ProgressLine:
         self.done = 0
         self.name = ""
         self.stats: RestoreStats | None = None
+        self.fraction = 0.0
+        """The current file's work done, from the pipeline's ``progress(done, total)``."""
         self.started = time.perf_counter()
         self._drawn = 0.0
         self._open = False
@@ -52,17 +55,19 @@ class ProgressLine:
 
     def start(self, name: str, stats: RestoreStats | None = None) -> None:
         """A file begins (``stats``: its live figures, read at each redraw)."""
-        self.name, self.stats = name, stats
+        self.name, self.stats, self.fraction = name, stats, 0.0
         self.draw(force=True)
 
-    def update(self, _done: int = 0, _total: int = 0) -> None:
+    def update(self, done: int = 0, total: int = 0) -> None:
         """A ``progress(done, total)`` callback for the pipeline: redraws at most every :data:`REDRAW_SECONDS`."""
+        if total > 0:
+            self.fraction = min(1.0, done / total)
         self.draw()
 
     def finish(self) -> None:
         """The current file is done."""
         self.done += 1
-        self.name, self.stats = "", None
+        self.name, self.stats, self.fraction = "", None, 0.0
         self.draw(force=True)
 
     def draw(self, force: bool = False) -> None:
@@ -76,12 +81,17 @@ class ProgressLine:
         eta = None
         if self.name:
             what = self.name
+            eta = stats.eta() if stats is not None else None
             if stats is not None and stats.frames_total and stats.frames_total > 1:
-                what += f": frame {stats.frames_done}/{stats.frames_total}"
+                # a clip: frames as the pipeline's work done (its chunks hand frames on several at a time)
+                frames = self.fraction * stats.frames_total
+                what += f": frame {int(frames)}/{stats.frames_total}"
+                if frames >= 1:
+                    what += f", {frames / max(stats.elapsed, 1e-9):.2f} fps"
+                    eta = stats.elapsed * (1 - self.fraction) / self.fraction
             elif stats is not None and stats.faces_selected:
                 what += f": face {stats.faces_restored}/{stats.faces_selected}"
             parts.append(what)
-            eta = stats.eta() if stats is not None else None
         elapsed = now - self.started
         if eta is None and self.done and self.done < self.total:
             eta = elapsed * (self.total - self.done) / self.done

@@ -186,9 +186,9 @@ def _dataset(ray: Any, jobs: list[Job], settings: JobSettings, spec: RuntimeSpec
 
 
 def run_ray(jobs: list[Job], settings: JobSettings, spec: RuntimeSpec, failures: Failures, options: RayOptions,
-            *, debug: bool = False, num_cpus: int | None = None) -> int:
-    """Run every job on Ray workers; each failing file is recorded and the others go on. Returns the images
-    written. ``KeyboardInterrupt`` cancels the run (no temporary file is left) and propagates.
+            *, debug: bool = False, num_cpus: int | None = None) -> list[Job]:
+    """Run every job on Ray workers; each failing file is recorded and the others go on. Returns the jobs
+    whose outputs were written. ``KeyboardInterrupt`` cancels the run (no temporary file is left) and propagates.
 
     Args:
         jobs: the planned jobs (outputs checked, output folder prepared).

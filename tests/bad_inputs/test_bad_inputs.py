@@ -98,7 +98,7 @@ def test_corpus_folder_failures_are_named_with_their_reason(corpus_run, name):
 
 
 def test_corpus_folder_other_files_are_listed_not_skipped_silently(corpus_run):
-    assert "note: ignored 1 file(s) without an image suffix: notes.txt" in corpus_run[3]
+    assert "note: ignored 1 file(s) without an image or video suffix: notes.txt" in corpus_run[3]
 
 
 @pytest.mark.parametrize("name", READ_RANGE)

@@ -11,13 +11,7 @@ from PIL import Image
 import gpen_core as g
 from gpen_core.tools import cli
 from gpen_core.tools.cli import main
-
-
-@pytest.fixture()
-def weights(tmp_path, tiny_state):
-    path = tmp_path / "tiny.pth"
-    torch.save(tiny_state, path)
-    return path
+from helpers import run_cli as run
 
 
 def noise_image(path, size=(24, 20), mode="RGB"):
@@ -42,13 +36,6 @@ def folder(tmp_path):
     return inputs
 
 
-def run(capsys, *argv) -> tuple[int, str]:
-    code = main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return code, err
-
-
 def test_one_bad_file_does_not_lose_the_batch(folder, weights, tmp_path, capsys):
     out = tmp_path / "out"
     code, err = run(capsys, "enhance", folder, "--aligned", "--model", weights, "-o", out, "--device", "cpu")
@@ -56,7 +43,7 @@ def test_one_bad_file_does_not_lose_the_batch(folder, weights, tmp_path, capsys)
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "anim_f0001.png", "anim_f0002.png", "anim_f0003.png",
                                                       "c.png"]
     assert "1 file(s) failed:" in err and f"{folder / 'b.png'}: cannot decode the image, truncated or corrupt" in err
-    assert "ignored 1 file(s) without an image suffix: notes.txt" in err
+    assert "ignored 1 file(s) without an image or video suffix: notes.txt" in err
     frames = [np.asarray(Image.open(out / f"anim_f000{i}.png")) for i in (1, 2, 3)]
     assert not np.array_equal(frames[0], frames[2])  # each frame restored, not frame 0 three times
 

@@ -112,7 +112,7 @@ def test_results_in_any_order_give_the_list_of_the_planned_order(capsys):
             report.record(index, results[index])
         report.fail_unrecorded("never ran")
         report.end_line()
-        assert report.finish() == 2
+        assert len(report.finish()) == 2
         assert [report.succeeded(i) for i in range(5)] == [True, False, False, True, False]
     assert in_order.items == shuffled.items == [("z.png", "planning"), ("b.png", "cannot decode"),
                                                 ("c.png", "never ran"), ("e.png", "bad")]
@@ -127,7 +127,7 @@ def test_a_full_disk_fails_every_job_without_a_result():
     assert report.record(1, JobResult("b.png", error="cannot write the output", disk_full=True)) is True
     report.fail_unrecorded(DISK_FULL)
     report.end_line()
-    assert report.finish() == 1
+    assert len(report.finish()) == 1
     assert failures.items == [("a.png", DISK_FULL), ("b.png", "cannot write the output")]
 
 
