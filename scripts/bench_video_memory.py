@@ -1,6 +1,6 @@
 """Peak memory of restoring a clip, short against long: the command line and the VIDEO node's logic.
 
-    python benchmarks/video_memory.py [--frames 30 600] [--size 640x480] [--detector fixed|mtcnn] [--device cpu]
+    python scripts/bench_video_memory.py [--frames 30 600] [--size 640x480] [--detector fixed|mtcnn] [--device cpu]
                                       [--work DIR]
 
 For each frame count, a clip of the shared portrait moving over a canvas (H.264, 12 fps, an AAC tone) is written,
