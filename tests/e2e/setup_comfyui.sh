@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds a headless ComfyUI for the end-to-end tests (tests/test_comfyui_e2e.py, tests/test_browser_e2e.py)
+# Builds a headless ComfyUI for the end-to-end tests (tests/e2e/test_*.py)
 # from a ComfyUI source folder, and prints the two variables the tests read.
 #
 #   bash tests/e2e/setup_comfyui.sh COMFYUI_SRC [VENV_DIR]
@@ -97,7 +97,7 @@ Done. For the end-to-end tests, from the pack's folder ($PACK_DIR):
 
 export COMFYUI_DIR=$COMFYUI_DIR
 export COMFYUI_PYTHON=$PY
-"\$COMFYUI_PYTHON" -m pytest -q tests/test_comfyui_e2e.py tests/test_browser_e2e.py
+"\$COMFYUI_PYTHON" -m pytest -q tests/e2e/
 
 To run this ComfyUI by hand: cd "$COMFYUI_DIR" && "$PY" main.py --cpu
 EOF

@@ -7,7 +7,6 @@ import io
 import comfy_stubs
 import pytest
 import torch
-from test_nodes import comfy  # noqa: F401 -- the stand-in ComfyUI fixture
 
 pytest.importorskip("av", reason="the video node needs PyAV (pip install av)")
 

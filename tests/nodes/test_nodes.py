@@ -6,56 +6,20 @@ produces fails :func:`test_every_node_executes` with the type to add to ``INPUT_
 """
 from __future__ import annotations
 
-import asyncio
 import importlib
 import importlib.util
 import inspect
 import sys
-from types import SimpleNamespace
 
 import comfy_stubs
 import pytest
 import torch
 from standins import TemplateFaceDetector
+from stub_pack import pack_module
 
-import gpen_core as g
 from gpen_core.face.detection import FaceDetector
-from gpen_core.face.detection.retinaface import RetinaFaceNet
-from helpers import TINY, forget_pack, import_pack
 
-PACK = "gpen_pack_under_stubs"
 WIDGET_TYPES = {"INT", "FLOAT", "BOOLEAN", "STRING", "COMBO"}
-
-
-def pack_module(name: str):
-    """A module of the pack as imported under stand-ins (its own copy of ``gpen_core``)."""
-    return importlib.import_module(f"{PACK}.{name}")
-
-
-def small_bench(size, precisions, tile_size, device, repeat, backward=True, log=print, **options):
-    """The benchmark at a 32-pixel test layout: the node's glue runs, the official sizes would take minutes."""
-    bench_size = pack_module("gpen_core.tools.bench").bench_size
-    return bench_size(32, precisions, min(tile_size, 32), device, 1, backward=backward, log=log)
-
-
-@pytest.fixture()
-def comfy(monkeypatch, tmp_path):
-    """The pack imported as ComfyUI imports it, over stand-in ComfyUI modules and a models folder holding a
-    tiny GPEN and (default-initialised) RetinaFace weights."""
-    models = tmp_path / "models"
-    (models / "gpen").mkdir(parents=True)
-    (models / "facedetection").mkdir()
-    torch.save(g.seeded_state_dict(TINY, 5), models / "gpen" / "GPEN-TINY-64.pth")
-    torch.manual_seed(0)
-    torch.save(RetinaFaceNet("mobile0.25").state_dict(), models / "facedetection" / "detection_mobilenet0.25_Final.pth")
-    stubs = comfy_stubs.install(monkeypatch, models)
-    forget_pack(PACK)
-    pack = import_pack(PACK)
-    extension = asyncio.run(pack.comfy_entrypoint())
-    nodes = asyncio.run(extension.get_node_list())
-    monkeypatch.setattr(pack_module("nodes.comfy_nodes"), "bench_size", small_bench)
-    yield SimpleNamespace(stubs=stubs, pack=pack, nodes=nodes)
-    forget_pack(PACK)
 
 
 def test_every_node_has_a_sound_schema(comfy):
