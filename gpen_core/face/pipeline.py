@@ -26,7 +26,7 @@ import torch
 from ..arch.generator import GPEN
 from ..checks import check_image
 from ..images.tensors import resize
-from ..runtime.memory import PeakMeter
+from ..runtime.memory import PeakMeter, release_freed_host_memory
 from ..runtime.strategy import memory_needed
 from .detection.detectors import FaceDetector
 from .detection.result import FaceDetections
@@ -328,8 +328,12 @@ class FaceRestorer:
                 restored = restore_crops(model, crops, run, stats=stats,
                                          progress=self._face_progress(len(items), start, total))
             with stats.stage("parse", device):
+                if self.parser is not None:  # two networks taking turns: hand back what the first freed
+                    release_freed_host_memory()
                 crop_masks = paste_masks_for(restored, paste.mask, self.parser, keep_hair=paste.keep_hair,
                                              keep_neck=paste.keep_neck)
+                if self.parser is not None:
+                    release_freed_host_memory()
             with stats.stage("paste", device):
                 for k in faces.image_index[rows].unique().tolist():
                     own = (faces.image_index[rows] == k).nonzero().flatten()

@@ -168,3 +168,31 @@ def peak_memory(fn: Callable[[], Any], device: torch.device) -> tuple[Any, int]:
     with PeakMeter(device) as meter:
         result = fn()
     return result, meter.peak_bytes
+
+
+def _libc_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where there is none (another C library, another system)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+_MALLOC_TRIM = _libc_malloc_trim()
+
+
+def release_freed_host_memory() -> None:
+    """Hand the process's freed heap memory back to the system (glibc's ``malloc_trim``; a no-op elsewhere).
+
+    Two networks that take turns on the CPU (GPEN, then the face parser, face batch after face batch) free and
+    allocate buffers of different sizes; glibc keeps the freed ones in its heap, where they fragment, so the
+    resident set grows past what is alive. Called between them it keeps a photo's peak at what is alive (measured
+    on the 29-face group photo with the parse mask: 1.24 GB instead of 1.28–1.44 GB, the same time).
+    """
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)

@@ -405,3 +405,29 @@ def test_face_batches_fit_both_networks(monkeypatch, model, parser) -> None:
         seen["parser"].clear()
         restore_faces(networks, image[None], RestoreOptions(run=RunOptions(memory_budget=budget)))
     assert seen["gpen"] == [1] * 5 and seen["parser"] == [1] * 5
+
+
+def test_freed_memory_is_handed_back_around_each_parser_forward(monkeypatch, model, parser) -> None:
+    """GPEN and the parser take turns face batch after face batch: the pipeline returns what GPEN freed before
+    the parser runs, and what the parser freed after (glibc otherwise keeps it, fragmented, in the heap)."""
+    import gpen_core.face.pipeline as pipeline_module
+
+    events: list[str] = []
+    monkeypatch.setattr(pipeline_module, "release_freed_host_memory", lambda: events.append("release"))
+    real_logits = parser.logits
+    monkeypatch.setattr(parser, "logits", lambda x, workspace=None: events.append("parse") or real_logits(x, workspace))
+    image = torch.rand(3, 200, 460, generator=torch.Generator().manual_seed(9))
+    template = reference_points(GPEN_CONFIG.size)
+    landmarks = torch.stack([template * 0.5 + torch.tensor([10.0 + 95 * k, 40.0]) for k in range(2)]).float()
+    boxes = torch.tensor([[10.0 + 95 * k, 40.0, 74.0 + 95 * k, 104.0] for k in range(2)])
+    faces = FaceDetections(boxes, torch.ones(2), landmarks, (200, 460))
+    with torch.inference_mode():
+        restore_faces(FaceNetworks(model, FixedDetector(faces), FaceParser(parser)), image[None],
+                      RestoreOptions(paste=PasteOptions(mask="parse")))
+    assert events == ["release", "parse", "release"] * 2
+    events.clear()
+    with torch.inference_mode():
+        restore_faces(FaceNetworks(model, FixedDetector(faces), FaceParser(parser)), image[None],
+                      RestoreOptions(paste=PasteOptions(mask="box")))
+    assert events == []  # no parser, nothing taking turns
+

@@ -140,3 +140,16 @@ def test_report_without_cuda_never_raises(tiny_model, monkeypatch):
 def test_run_record_fields():
     assert list(RunRecord.__dataclass_fields__) == [
         "device", "peak_bytes", "peak_method", "seconds", "strategy", "precision", "whole_peak_bytes"]
+
+
+
+def test_freed_host_memory_is_handed_back_through_malloc_trim(monkeypatch):
+    from gpen_core.runtime import memory
+
+    calls = []
+    monkeypatch.setattr(memory, "_MALLOC_TRIM", lambda pad: calls.append(pad) or 1)
+    memory.release_freed_host_memory()
+    assert calls == [0]
+    monkeypatch.setattr(memory, "_MALLOC_TRIM", None)  # another C library: nothing to call
+    memory.release_freed_host_memory()
+    assert calls == [0]
