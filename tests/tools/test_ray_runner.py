@@ -211,7 +211,7 @@ def test_ctrl_c_leaves_no_partial_file_and_skip_existing_finishes(cluster, corpu
     (folder / "started.log").unlink()
     code, err = run_cli(capsys, *args, "-o", str(out), "--ray", "--workers", "2", "--skip-existing")
     assert (code, contents(out)) == (local_code, outputs)
-    assert f"skipping {len(before)} image(s) whose output exists (--skip-existing)" in err
+    assert f"skipping {len(before)} image(s) or clip(s) whose output exists (--skip-existing)" in err
     assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.iterdir() if p.name in before} == before
     assert sum(started(folder).values()) == len(outputs) - len(before) + 1  # the missing ones and the bad input
 
