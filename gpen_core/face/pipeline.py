@@ -342,8 +342,8 @@ class FaceRestorer:
             if self.keep_crops:
                 kept.append((crops, restored))
             del crops, restored, crop_masks
-            stats.faces_restored += len(rows)
-            self._face_progress(len(items), start, total)(len(rows), len(rows))
+            stats.faces_restored += len(rows)  # shown at once, though the step count is the one already reported
+            self._face_progress(len(items), start, total, always=True)(len(rows), len(rows))
         self._restored += len(items)
         stats.frames_done += len(items)
         self._report()
@@ -359,13 +359,14 @@ class FaceRestorer:
             ))
         return frames
 
-    def _face_progress(self, frames: int, start: int, total: int) -> Progress:
+    def _face_progress(self, frames: int, start: int, total: int, *, always: bool = False) -> Progress:
         """``progress(done, of)`` for the face batch starting at face ``start`` of a chunk of ``total``
         faces over ``frames`` frames: the chunk's face steps, moved by the fraction of the batch done."""
 
         def report(done: int, of: int) -> None:
             batch = min(total - start, max(1, of))
-            self._report((FRAME_STEPS - DETECT_STEPS) * frames * (start + batch * done / max(of, 1)) / total)
+            self._report((FRAME_STEPS - DETECT_STEPS) * frames * (start + batch * done / max(of, 1)) / total,
+                         always=always)
 
         return report
 

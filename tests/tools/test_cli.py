@@ -240,3 +240,24 @@ def test_tile_size_parsing():
     assert cli.parse_tile_size("0") == cli.parse_tile_size("auto") == 0
     assert cli.parse_tile_size("none") is None and cli.parse_tile_size("whole") is None
     assert cli.parse_tile_size("64") == 64
+
+
+def test_a_photo_shows_its_faces_on_the_progress_line_and_a_summary(tmp_path, weights, capsys, monkeypatch):
+    """Per-face progress (here every redraw is printed: the stream is not a terminal) and one summary line per
+    photo at the default verbosity."""
+    from standins import TemplateFaceDetector
+
+    from gpen_core.tools import progress
+
+    monkeypatch.setattr(progress, "LOG_SECONDS", 0.0)
+    monkeypatch.setattr("gpen_core.face.detection.loader.load_detector", lambda *a, **k: TemplateFaceDetector(0.5))
+    noise_image(tmp_path / "photo.png", (48, 40))
+    code, err = run(capsys, "enhance", tmp_path / "photo.png", "--model", weights, "-o", tmp_path / "out",
+                    "--mask", "box")
+    assert code == 0
+    assert "photo.png: face 0/1" in err and "photo.png: face 1/1" in err and "elapsed" in err
+    summary = next(line for line in err.splitlines() if "restored (template, mask box)" in line)
+    assert summary.startswith(f"{tmp_path / 'photo.png'}: 1 face(s) found, 1 restored")
+    for stage in ("detect", "align", "restore", "parse", "paste", "read/write"):
+        assert f"{stage} " in summary
+    assert "; peak RAM" in summary
