@@ -239,7 +239,29 @@ def paste_options(fidelity: float, upscale_factor: float, mask: str, keep_hair: 
                         upscale_factor, parser_precision=parser_precision)
 
 
+def restore_options(*, fidelity: float, score_threshold: float, min_face_size: float, selection: str,
+                    max_faces: int, tile_size: int, upscale_factor: float = 1.0, landmark_smoothing: float = 0.0,
+                    face_indices: str = "", max_face_size: float = 0, mask: str = "auto", keep_hair: bool = True,
+                    keep_neck: bool = True, smooth_small_faces: bool = True, keep_grey: bool = True,
+                    color_match: str = "off", bridge_frames: int = DEFAULT_BRIDGE_FRAMES,
+                    min_track_frames: int = DEFAULT_MIN_TRACK_FRAMES,
+                    short_track_score: float = DEFAULT_SHORT_TRACK_SCORE, scene_cut: float = DEFAULT_SCENE_CUT,
+                    parser_precision: str = "model") -> RestoreOptions:
+    """The widgets of :func:`restore_inputs` (by name; the defaults are those of widgets an old workflow lacks)
+    as the core's options, checked now, before any model runs."""
+    return RestoreOptions(
+        detect_options(score_threshold, min_face_size, selection, max_faces, face_indices, max_face_size),
+        track_options(landmark_smoothing, bridge_frames, min_track_frames, short_track_score, scene_cut),
+        paste_options(fidelity, upscale_factor, mask, keep_hair, keep_neck, smooth_small_faces, keep_grey,
+                      color_match, parser_precision),
+        RunOptions(tile_size),
+    )
+
+
 class GPENFaceRestore(io.ComfyNode):
+    read_widgets = staticmethod(restore_options)
+    """What ``execute`` makes of its ``**widgets`` (the node test checks they are the schema's other inputs)."""
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -270,19 +292,8 @@ class GPENFaceRestore(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, image, gpen_model, face_detector, fidelity, score_threshold, min_face_size, selection,
-                max_faces, tile_size, upscale_factor=1.0, landmark_smoothing=0.0, face_indices="", max_face_size=0,
-                upscaled_image=None, mask="auto", keep_hair=True, keep_neck=True, smooth_small_faces=True,
-                keep_grey=True, color_match="off", bridge_frames=DEFAULT_BRIDGE_FRAMES,
-                min_track_frames=DEFAULT_MIN_TRACK_FRAMES, short_track_score=DEFAULT_SHORT_TRACK_SCORE,
-                scene_cut=DEFAULT_SCENE_CUT, parser_precision="model") -> io.NodeOutput:
-        options = RestoreOptions(
-            detect_options(score_threshold, min_face_size, selection, max_faces, face_indices, max_face_size),
-            track_options(landmark_smoothing, bridge_frames, min_track_frames, short_track_score, scene_cut),
-            paste_options(fidelity, upscale_factor, mask, keep_hair, keep_neck, smooth_small_faces, keep_grey,
-                          color_match, parser_precision),
-            RunOptions(tile_size),
-        )
+    def execute(cls, image, gpen_model, face_detector, upscaled_image=None, **widgets) -> io.NodeOutput:
+        options = cls.read_widgets(**widgets)
         networks, options, stats = prepare_restore(gpen_model, face_detector, cls.hidden.prompt, options, image,
                                                    upscaled_image)
         used = linked_outputs(cls.hidden.prompt, cls.hidden.unique_id)

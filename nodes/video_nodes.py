@@ -6,17 +6,8 @@ from pathlib import Path
 import folder_paths
 from comfy_api.latest import InputImpl, io
 
-from ..gpen_core.face.options import (
-    DEFAULT_BRIDGE_FRAMES,
-    DEFAULT_MIN_TRACK_FRAMES,
-    DEFAULT_SCENE_CUT,
-    DEFAULT_SHORT_TRACK_SCORE,
-    RestoreOptions,
-)
-from ..gpen_core.run_options import RunOptions
 from .comfy_nodes import LastRun
-from .face_logic import detect_options
-from .face_nodes import paste_options, prepare_restore, restore_inputs, track_options
+from .face_nodes import prepare_restore, restore_inputs, restore_options
 from .glue import interruptible_progress
 from .video_logic import restore_comfy_video
 
@@ -25,6 +16,9 @@ TEMP_SUBFOLDER = "gpen"
 
 
 class GPENRestoreVideo(io.ComfyNode):
+    read_widgets = staticmethod(restore_options)
+    """What ``execute`` makes of its ``**widgets`` (the node test checks they are the schema's other inputs)."""
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -45,19 +39,8 @@ class GPENRestoreVideo(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, video, gpen_model, face_detector, fidelity, score_threshold, min_face_size, selection,
-                max_faces, tile_size, upscale_factor=1.0, landmark_smoothing=0.0, face_indices="", max_face_size=0,
-                mask="auto", keep_hair=True, keep_neck=True, smooth_small_faces=True, keep_grey=True,
-                color_match="off", bridge_frames=DEFAULT_BRIDGE_FRAMES, min_track_frames=DEFAULT_MIN_TRACK_FRAMES,
-                short_track_score=DEFAULT_SHORT_TRACK_SCORE, scene_cut=DEFAULT_SCENE_CUT,
-                parser_precision="model") -> io.NodeOutput:
-        options = RestoreOptions(
-            detect_options(score_threshold, min_face_size, selection, max_faces, face_indices, max_face_size),
-            track_options(landmark_smoothing, bridge_frames, min_track_frames, short_track_score, scene_cut),
-            paste_options(fidelity, upscale_factor, mask, keep_hair, keep_neck, smooth_small_faces, keep_grey,
-                          color_match, parser_precision),
-            RunOptions(tile_size),
-        )
+    def execute(cls, video, gpen_model, face_detector, **widgets) -> io.NodeOutput:
+        options = cls.read_widgets(**widgets)
         networks, options, stats = prepare_restore(gpen_model, face_detector, cls.hidden.prompt, options)
         folder = Path(folder_paths.get_temp_directory()) / TEMP_SUBFOLDER
         result = restore_comfy_video(networks, video, options, folder, progress=interruptible_progress(1),

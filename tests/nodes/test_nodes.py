@@ -39,9 +39,18 @@ def test_every_node_has_a_sound_schema(comfy):
             if item.io_type == "COMBO":
                 assert item.options and len(set(item.options)) == len(item.options), f"{where}: options"
                 assert item.default is None or item.default in item.options, f"{where}: default not an option"
-        # execute takes exactly the inputs, by name; an optional one has a default (ComfyUI leaves it out)
-        parameters = inspect.signature(node.execute).parameters
-        assert list(parameters) == ids, f"{schema.node_id}.execute takes {list(parameters)}, the schema lists {ids}"
+        # execute takes exactly the inputs, by name; an optional one has a default (ComfyUI leaves it out).
+        # A node whose execute takes **widgets hands them to its read_widgets, which takes the other inputs.
+        parameters = dict(inspect.signature(node.execute).parameters)
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            parameters = {name: p for name, p in parameters.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
+            widgets = inspect.signature(node.read_widgets).parameters
+            assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in widgets.values()), schema.node_id
+            assert not set(parameters) & set(widgets), schema.node_id
+            parameters.update(widgets)
+            assert sorted(parameters) == sorted(ids), f"{schema.node_id}: {sorted(parameters)} vs {sorted(ids)}"
+        else:
+            assert list(parameters) == ids, f"{schema.node_id}.execute takes {list(parameters)}, the schema has {ids}"
         for item in schema.inputs:
             if item.optional:
                 assert parameters[item.id].default is not inspect.Parameter.empty, f"{schema.node_id}.{item.id}"
