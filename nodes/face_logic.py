@@ -16,7 +16,13 @@ from ..gpen_core.face.detection.selection import FaceSelection
 from ..gpen_core.face.faces import AlignedFaces, size_of
 from ..gpen_core.face.masks import MaskParser
 from ..gpen_core.face.options import DetectOptions, PasteOptions, RestoreOptions, TrackOptions
-from ..gpen_core.face.pipeline import FaceNetworks, paste_restored, restore_faces, restore_memory_bytes
+from ..gpen_core.face.pipeline import (
+    FaceNetworks,
+    paste_restored,
+    paste_restored_size,
+    restore_faces,
+    restore_memory_bytes,
+)
 from ..gpen_core.face.restore import Progress, detect_and_align, paste_size
 from ..gpen_core.face.stats import RestoreStats
 from ..gpen_core.images.tensors import resize, split_alpha
@@ -115,9 +121,7 @@ def paste_comfy_images(
     """
     paste = paste or PasteOptions()
     rgb = _rgb(images)
-    given = size_of(rgb)
-    source = faces.source_sizes[0] if faces.num_images else given
-    height, width = paste_size(source, paste.upscale_factor, None if given == source else given)
+    height, width = paste_restored_size(size_of(rgb), faces, paste.upscale_factor)
     buffer, out = _output_buffer(images, height, width)
     with torch.inference_mode():
         _, masks = paste_restored(rgb, faces, _rgb(restored), paste,

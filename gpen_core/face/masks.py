@@ -72,6 +72,11 @@ class MaskMode:
     parser: Literal["never", "if_found", "required"]
     help: str
 
+    @property
+    def parses(self) -> bool:
+        """Whether the mode's masks come from a face parser (when one is loaded)."""
+        return self.parser != "never"
+
 
 MASK_MODES: dict[str, MaskMode] = {
     mode.name: mode
@@ -126,11 +131,11 @@ def paste_masks_for(
     Raises:
         ValueError: an unknown mode, or a mode that requires a parser without one.
     """
-    needs = mask_mode(mode).parser
-    if needs == "never":
+    needs = mask_mode(mode)
+    if not needs.parses:
         return None
     if parser is None:
-        if needs == "required":
+        if needs.parser == "required":
             raise ValueError(f"mask {mode!r} needs ParseNet weights (ParseNet-latest.pth or parsing_parsenet.pth); "
                              "none was given or found. Use mask 'box' or 'auto'.")
         return None

@@ -63,6 +63,7 @@ __all__ = [
     "RestoredFrame",
     "chunk_frames_for",
     "paste_restored",
+    "paste_restored_size",
     "restore_faces",
     "restore_memory_bytes",
 ]
@@ -93,7 +94,7 @@ def restore_memory_bytes(model: GPEN, parser: MaskParser | None, source: tuple[i
     run = options.run
     batch = faces_per_forward(model, MAX_FACE_BATCH, run, parser)
     forward = memory_needed(model, batch, run.core_tile_size, run.recompute, budget_bytes)
-    if parser is not None and mask_mode(options.paste.mask).parser != "never":
+    if parser is not None and mask_mode(options.paste.mask).parses:
         forward = max(forward, parser.peak_bytes(batch))
     chunk = options.chunk_frames or chunk_frames_for(*source, *out)
     frames = chunk * 4 * (2 * 3 * source[0] * source[1] + (3 + 1) * out[0] * out[1])
@@ -196,7 +197,7 @@ class FaceRestorer:
         self.progress = progress
         self.stats = stats if stats is not None else RestoreStats()
         self.tracker = FaceTracker(self.options.track)
-        self.parser = networks.parser if mask_mode(self.options.paste.mask).parser != "never" else None
+        self.parser = networks.parser if mask_mode(self.options.paste.mask).parses else None
         self._detected = 0
         self._restored = 0
         self._total: int | None = None
@@ -314,11 +315,14 @@ class FaceRestorer:
         sources = [item.upscaled if item.upscaled is not None else item.image for item in items]
         targets = [item.upscaled if item.upscaled is not None else resize(item.image[None], *layout.out_size)[0]
                    for item in items]
+        # where the crops were cut from the paste target itself, they are the finishing's originals too
+        cut_from_target = [_same_pixels(source, target) for source, target in zip(sources, targets, strict=True)]
         images = [_buffer(out, item.index, device, target) for item, target in zip(items, targets, strict=True)]
         masks = [_buffer(out_masks, item.index, device, None, layout.out_size) for item in items]
         kept: list[tuple[torch.Tensor, torch.Tensor]] = []
         total = len(faces)
         run = replace(self.options.run, batch_size=faces_per_forward(model, total, self.options.run, self.parser))
+        trim_heap = self.parser is not None and device.type == "cpu"  # the networks take turns in the host heap
         assert run.batch_size is not None
         for start in range(0, total, run.batch_size):
             rows = torch.arange(start, min(total, start + run.batch_size))
@@ -328,17 +332,18 @@ class FaceRestorer:
                 restored = restore_crops(model, crops, run, stats=stats,
                                          progress=self._face_progress(len(items), start, total))
             with stats.stage("parse", device):
-                if self.parser is not None:  # two networks taking turns: hand back what the first freed
+                if trim_heap:  # hand back what GPEN freed before the parser allocates, and the reverse
                     release_freed_host_memory()
                 crop_masks = paste_masks_for(restored, paste.mask, self.parser, keep_hair=paste.keep_hair,
                                              keep_neck=paste.keep_neck)
-                if self.parser is not None:
+                if trim_heap:
                     release_freed_host_memory()
             with stats.stage("paste", device):
                 for k in faces.image_index[rows].unique().tolist():
                     own = (faces.image_index[rows] == k).nonzero().flatten()
                     paste_image_faces(images[k], masks[k], targets[k], restored[own], faces, rows[own], paste,
-                                      None if crop_masks is None else crop_masks[own])
+                                      None if crop_masks is None else crop_masks[own],
+                                      crops[own] if cut_from_target[k] else None)
             if self.keep_crops:
                 kept.append((crops, restored))
             del crops, restored, crop_masks
@@ -391,6 +396,11 @@ class _Layout:
             (h, w), (h0, w0) = size_of(frame), self.source
             raise ValueError(f"frame {index} is {w}x{h} but the first frame was {w0}x{h0}: restore frames of one "
                              "size (and upscaled images of one size) together")
+
+
+def _same_pixels(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two frames are views of the same pixels (same memory, shape, strides and dtype)."""
+    return a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride() and a.dtype == b.dtype
 
 
 def _final_count(pending: deque[_Pending]) -> int:
@@ -497,6 +507,13 @@ def restore_faces(
     return RestoredBatch(out, masks, faces, crops_out, restored_out)
 
 
+def paste_restored_size(given: tuple[int, int], faces: AlignedFaces, upscale_factor: float) -> tuple[int, int]:
+    """``(H', W')`` of :func:`paste_restored`'s output for images of size ``given`` ``(H, W)``: the faces'
+    source size times ``upscale_factor``, or ``given`` when it is an upscaled copy of the source."""
+    source = faces.source_sizes[0] if faces.num_images else given
+    return paste_size(source, upscale_factor, None if given == source else given)
+
+
 def paste_restored(
     images: torch.Tensor,
     faces: AlignedFaces,
@@ -536,8 +553,7 @@ def paste_restored(
         raise ValueError(f"image has {count} frame(s) but the faces were found in {faces.num_images}: connect the "
                          "image (or its upscaled copy) that went into GPEN Detect & Align Faces")
     given = size_of(images)
-    source = faces.source_sizes[0] if faces.num_images else given
-    height, width = paste_size(source, paste.upscale_factor, None if given == source else given)
+    height, width = paste_restored_size(given, faces, paste.upscale_factor)
     size = faces.crop_size
     if len(faces) and (restored.dim() != 4 or restored.shape[0] != len(faces) or restored.shape[1] != 3):
         raise ValueError(f"restored_faces has {restored.shape[0] if restored.dim() else 0} crop(s) of shape "

@@ -290,6 +290,7 @@ def paste_image_faces(
     rows: torch.Tensor,
     paste: PasteOptions,
     masks: torch.Tensor | None = None,
+    originals: torch.Tensor | None = None,
 ) -> None:
     """Finish and paste some faces of one image into ``out`` (in place, the official overlap rule kept
     across calls: see :func:`gpen_core.face.paste.paste_into`).
@@ -303,6 +304,8 @@ def paste_image_faces(
         rows: ``(K,)`` faces of one image, in crop order.
         paste: finishing, fidelity and face interpolation.
         masks: ``(K, S, S)`` crop masks of these faces (None: the official box mask).
+        originals: ``(K, 3, S, S)`` these faces' crops cut from ``target`` (:func:`cut_crops`), when the caller
+            has them; None: cut here when the finishing compares with them (``paste.needs_originals``).
     """
     if len(rows) == 0:
         return
@@ -311,8 +314,12 @@ def paste_image_faces(
     matrices = scale_matrices(faces.matrices[rows], *scale).to(target.device)
     face = restored.to(target.device, target.dtype)
     weights = crop_masks(masks, faces.crop_size, target.device, full_mask.dtype)
-    originals = warp_faces(target.float(), matrices, faces.crop_size).to(target.dtype) if paste.needs_originals \
-        else face
+    if not paste.needs_originals:
+        originals = face
+    elif originals is None:
+        originals = warp_faces(target.float(), matrices, faces.crop_size).to(target.dtype)
+    else:
+        originals = originals.to(target.device, target.dtype)
     boxes = faces.boxes[rows]
     sides = (boxes[:, 2:] - boxes[:, :2]).amin(dim=1)
     finished = finish_faces(face, originals, weights, paste, sides)
