@@ -34,15 +34,12 @@ def restore_comfy_video(networks: FaceNetworks, video: Any, options: RestoreOpti
 
     Returns:
         The :class:`gpen_core.video.VideoResult` (``target`` is the file). A damaged input is restored up to
-        where it breaks, with a warning in the log.
+        where it breaks, with a warning in the log (from the reader: what broke, and that the frames before it
+        are kept).
 
     Raises:
         gpen_core.video.VideoReadError: the VIDEO cannot be read (nothing written).
     """
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{OUTPUT_PREFIX}{uuid.uuid4().hex[:12]}.mp4"
-    result = restore_video(networks, video.get_stream_source(), target, options, progress=progress, stats=stats)
-    if result.problem is not None:
-        log.warning("GPEN Restore Video: %s; the %d frame(s) before it were restored (%s)", result.problem,
-                    result.frames, target.name)
-    return result
+    return restore_video(networks, video.get_stream_source(), target, options, progress=progress, stats=stats)

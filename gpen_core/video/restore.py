@@ -124,7 +124,8 @@ def restore_video(
 
             restorer = FaceRestorer(networks, options, keep_crops=False, progress=progress, stats=stats)
             with torch.inference_mode():
-                for restored in restorer.restore(frames(), total=video.info.estimated_frames):
+                # decoded 8-bit frames divided by 255: in [0, 1] by construction, so their values go unchecked
+                for restored in restorer.restore(frames(), total=video.info.estimated_frames, check=False):
                     with stats.stage("encode"):
                         writer.write(restored.image, times.popleft())
                         writer.mux_audio(video.audio_until(writer.video_time))

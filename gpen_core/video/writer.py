@@ -32,7 +32,7 @@ from .source import Colour
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CRF", "PRESET", "VideoWriter", "even_size", "pad_to_even"]
+__all__ = ["CRF", "PRESET", "VideoWriter", "pad_to_even"]
 
 CRF = 18
 """x264's constant rate factor: 18 is visually lossless for most material (lower: larger files)."""
@@ -40,11 +40,6 @@ PRESET = "medium"
 """x264's speed / size trade-off."""
 UNSPECIFIED = 2
 """FFmpeg's value for an unspecified colour space, primaries or transfer (and 0 for an unspecified range)."""
-
-
-def even_size(height: int, width: int) -> tuple[int, int]:
-    """The frame size written for a ``height x width`` frame: each side rounded up to even."""
-    return height + height % 2, width + width % 2
 
 
 def pad_to_even(image: torch.Tensor) -> torch.Tensor:
