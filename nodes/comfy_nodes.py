@@ -12,7 +12,7 @@ import torch
 from comfy_api.latest import io, ui
 
 from ..gpen_core.loading import load_model
-from ..gpen_core.run_options import AUTO_TILE, EXACT_OVERLAP, RunOptions
+from ..gpen_core.run_options import AUTO_TILE, EXACT_OVERLAP
 from ..gpen_core.runtime.report import RunRecord, memory_report
 from ..gpen_core.tools.bench import HEADER, bench_size, format_row
 from ..gpen_core.tools.bench_plot import plot_rows
@@ -27,6 +27,7 @@ from .logic import (
     PRECISION_OPTIONS,
     enhance_comfy_images,
     measure_wanted,
+    node_run_options,
 )
 from .model_folders import DOWNLOAD_MARK, gpen_files, gpen_path, is_known_gpen_name
 
@@ -64,8 +65,10 @@ class LastRun:
     record: RunRecord | None = None
 
     @classmethod
-    def keep(cls, record: RunRecord) -> None:
-        cls.record = record
+    def keep(cls, record: RunRecord | None) -> None:
+        """Keep ``record``; None (nothing was measured) keeps the one before."""
+        if record is not None:
+            cls.record = record
 
 
 class LoadGPENModel(io.ComfyNode):
@@ -156,8 +159,8 @@ class GPENEnhance(io.ComfyNode):
     @classmethod
     def execute(cls, image, gpen_model, tile_size, overlap, recompute, output_size, batch_size) -> io.NodeOutput:
         gpen = gpen_model.model.gpen
-        run = RunOptions(tile_size, overlap, recompute, batch_size=batch_size)  # checked before the model moves
-        budget = load_for_run(gpen_model, min(batch_size, image.shape[0]), tile_size, recompute)
+        run = node_run_options(tile_size, overlap, recompute, batch_size)  # checked before the model moves
+        budget = load_for_run(gpen_model, run, min(batch_size, image.shape[0]))
         out = enhance_comfy_images(
             gpen, image, replace(run, memory_budget=budget), output_size=output_size,
             progress=interruptible_progress(image.shape[0]),

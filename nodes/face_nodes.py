@@ -23,10 +23,9 @@ from ..gpen_core.face.options import (
     RestoreOptions,
     TrackOptions,
 )
-from ..gpen_core.face.parsing import PARSER_PRECISIONS, load_parser_for_mask, resolve_parser_dtype
+from ..gpen_core.face.parsing import PARSER_PRECISIONS, FaceParser, load_parser_for_mask, resolve_parser_dtype
 from ..gpen_core.face.pipeline import FaceNetworks
 from ..gpen_core.face.stats import RestoreStats
-from ..gpen_core.run_options import RunOptions
 from .comfy_nodes import LastRun
 from .face_logic import (
     detect_comfy_images,
@@ -44,6 +43,7 @@ from .logic import (
     NODE_MIN_TILE,
     SELECTION_OPTIONS,
     measure_wanted,
+    node_run_options,
 )
 from .model_folders import facedetection_folders, fetch_auto_detector, fetch_auto_parser, parser_folders
 
@@ -139,12 +139,6 @@ def tracking_inputs() -> list:
     ]
 
 
-def track_options(landmark_smoothing: float, bridge_frames: int, min_track_frames: int, short_track_score: float,
-                  scene_cut: float) -> TrackOptions:
-    """The tracking widgets as the core's options (checked now)."""
-    return TrackOptions(landmark_smoothing, bridge_frames, min_track_frames, short_track_score, scene_cut)
-
-
 def restore_inputs(source: io.Input, *extra: io.Input) -> list:
     """The inputs of a whole restoration node (Face Restore, Restore Video), in order: ``source``, the model,
     the detector, fidelity, the selection, tile size, upscale, smoothing, the later selection widgets, ``extra``,
@@ -170,6 +164,14 @@ def restore_inputs(source: io.Input, *extra: io.Input) -> list:
     ]
 
 
+def paste_parser(paste: PasteOptions, model_dtype: torch.dtype, device: torch.device) -> FaceParser | None:
+    """The face parser of ``paste.mask`` on ``device`` in ``paste.parser_precision`` (None for the box mask, or for
+    auto without weights): the precision checked first, then the file fetched when missing, then loaded."""
+    dtype = resolve_parser_dtype(paste.parser_precision, model_dtype, device)
+    fetch_auto_parser(paste.mask)
+    return load_parser_for_mask(paste.mask, parser_folders(), device=device, dtype=dtype)
+
+
 def prepare_restore(gpen_model, face_detector, prompt: dict | None, options: RestoreOptions, images=None,
                     upscaled=None) -> tuple[FaceNetworks, RestoreOptions, RestoreStats]:
     """Room made and the model loaded for a restoration run (options checked first, by the caller).
@@ -181,13 +183,10 @@ def prepare_restore(gpen_model, face_detector, prompt: dict | None, options: Res
     """
     gpen = gpen_model.model.gpen
     paste = options.paste
-    fetch_auto_parser(paste.mask)
-    parser_dtype = resolve_parser_dtype(paste.parser_precision, gpen.dtype, gpen_model.load_device)
-    parser = load_parser_for_mask(paste.mask, parser_folders(), device=gpen_model.load_device, dtype=parser_dtype)
+    parser = paste_parser(paste, gpen.dtype, gpen_model.load_device)
     networks = FaceNetworks(gpen, face_detector, parser)
-    tile_size = AUTO_TILE if options.run.tile_size is None else options.run.tile_size
     needed = None if images is None else restore_memory(networks, images, options, upscaled, free_bytes(gpen_model))
-    budget = load_for_run(gpen_model, 1, tile_size, needed=needed)
+    budget = load_for_run(gpen_model, options.run, needed=needed)
     stats = RestoreStats(measure=measure_wanted(prompt, gpen.device))
     return networks, replace(options, run=replace(options.run, memory_budget=budget)), stats
 
@@ -251,10 +250,10 @@ def restore_options(*, fidelity: float, score_threshold: float, min_face_size: f
     as the core's options, checked now, before any model runs."""
     return RestoreOptions(
         detect_options(score_threshold, min_face_size, selection, max_faces, face_indices, max_face_size),
-        track_options(landmark_smoothing, bridge_frames, min_track_frames, short_track_score, scene_cut),
+        TrackOptions(landmark_smoothing, bridge_frames, min_track_frames, short_track_score, scene_cut),
         paste_options(fidelity, upscale_factor, mask, keep_hair, keep_neck, smooth_small_faces, keep_grey,
                       color_match, parser_precision),
-        RunOptions(tile_size),
+        node_run_options(tile_size),
     )
 
 
@@ -302,8 +301,7 @@ class GPENFaceRestore(io.ComfyNode):
             keep_crops=used is None or bool(used & set(CROP_OUTPUTS)), progress=interruptible_progress(1),
             stats=stats,
         )
-        if stats.record is not None:
-            LastRun.keep(stats.record)
+        LastRun.keep(stats.record)
         return io.NodeOutput(out, before, after, paste_mask)
 
 
@@ -344,7 +342,7 @@ class GPENDetectAlignFaces(io.ComfyNode):
                 short_track_score=DEFAULT_SHORT_TRACK_SCORE, scene_cut=DEFAULT_SCENE_CUT) -> io.NodeOutput:
         size = gpen_model.model.gpen.config.size if gpen_model is not None else crop_size
         detect = detect_options(score_threshold, min_face_size, selection, max_faces, face_indices, max_face_size)
-        track = track_options(landmark_smoothing, bridge_frames, min_track_frames, short_track_score, scene_cut)
+        track = TrackOptions(landmark_smoothing, bridge_frames, min_track_frames, short_track_score, scene_cut)
         crops, faces = detect_comfy_images(face_detector, image, size, detect, track,
                                            upscaled=upscaled_image, progress=interruptible_progress(1))
         return io.NodeOutput(crops, faces)
@@ -386,11 +384,8 @@ class GPENPasteFaces(io.ComfyNode):
         paste = paste_options(fidelity, upscale_factor, mask, keep_hair, keep_neck, smooth_small_faces, keep_grey,
                               color_match, parser_precision)
         parser = None
-        if face_masks is None:  # a MASK per crop wins over the mask mode
-            fetch_auto_parser(mask)
-            device = mm.get_torch_device()  # no generator here: "model" means float32
-            parser = load_parser_for_mask(mask, parser_folders(), device=device,
-                                          dtype=resolve_parser_dtype(parser_precision, torch.float32, device))
+        if face_masks is None:  # a MASK per crop wins over the mask mode; no generator here: "model" means float32
+            parser = paste_parser(paste, torch.float32, mm.get_torch_device())
         out, paste_mask = paste_comfy_images(image, faces, restored_faces, paste, face_masks=face_masks,
                                              parser=parser, progress=interruptible_progress(1))
         return io.NodeOutput(out, paste_mask)

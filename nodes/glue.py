@@ -14,7 +14,6 @@ from comfy_api.latest import io
 
 from ..gpen_core.run_options import AUTO_TILE, RunOptions
 from ..gpen_core.runtime.strategy import memory_needed
-from .logic import check_node_tile_size
 
 GPENModel = io.Custom("GPEN_MODEL")
 """A ComfyUI ``ModelPatcher`` whose ``model.gpen`` is the generator (see ``comfy_nodes.GPENHolder``)."""
@@ -64,30 +63,27 @@ def devices_for(choice: str) -> tuple[torch.device, torch.device]:
     return load, mm.unet_offload_device()
 
 
-def load_for_run(gpen_model, batch: int, tile_size: int, recompute: bool = False,
-                 needed: int | None = None) -> int | None:
+def load_for_run(gpen_model, run: RunOptions, batch: int = 1, needed: int | None = None) -> int | None:
     """Make room for a GPEN run and load the model on its device; returns the run's memory budget.
 
     ComfyUI is asked to free what the core says the run will need (``needed``, e.g. a whole photo's
     :func:`gpen_core.face.pipeline.restore_memory_bytes`; by default :func:`memory_needed`: the strategy
     that will run, for ``batch`` images), then moves the model. The budget is the free memory of the
-    model's device when ``tile_size`` is automatic (0), the figure the core chooses its tiles from;
+    model's device when the tile size is automatic, the figure the core chooses its tiles from;
     ``None`` for a fixed tile size.
 
     Args:
         gpen_model: the ``GPEN_MODEL`` (a ComfyUI ``ModelPatcher``).
+        run: the node's checked run options (:func:`.logic.node_run_options`).
         batch: images per forward pass (>= 1).
-        tile_size: the node's tile widget (0 = automatic, else >= ``NODE_MIN_TILE``: checked first).
-        recompute: the node's recompute option.
         needed: bytes to make room for, when the caller knows better than GPEN's own estimate.
     """
-    check_node_tile_size(tile_size)
     gpen = gpen_model.model.gpen
     if needed is None:
-        needed = memory_needed(gpen, max(1, batch), RunOptions(tile_size).core_tile_size, recompute,
+        needed = memory_needed(gpen, max(1, batch), run.core_tile_size, run.recompute,
                                budget_bytes=free_bytes(gpen_model))
     mm.load_models_gpu([gpen_model], memory_required=needed)
-    return mm.get_free_memory(gpen.device) if tile_size == AUTO_TILE else None
+    return mm.get_free_memory(gpen.device) if run.tile_size == AUTO_TILE else None
 
 
 def free_bytes(gpen_model) -> int:

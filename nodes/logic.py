@@ -12,7 +12,7 @@ from ..gpen_core.arch.generator import GPEN
 from ..gpen_core.enhance import Enhanced, enhance_images
 from ..gpen_core.face.detection.catalog import DETECTOR_NAMES
 from ..gpen_core.face.detection.selection import FACE_ORDERS, ORDER_ALIASES
-from ..gpen_core.run_options import AUTO_TILE, RunOptions
+from ..gpen_core.run_options import AUTO_TILE, EXACT_OVERLAP, RunOptions
 from ..gpen_core.runtime.memory import allocator_module
 from ..gpen_core.runtime.precision import DTYPES, PRECISIONS
 from ..gpen_core.runtime.report import RunRecord
@@ -78,6 +78,15 @@ def check_node_tile_size(tile_size: int) -> None:
             f"tile_size must be 0 (automatic) or at least {NODE_MIN_TILE} pixels; got {tile_size}. Smaller tiles "
             "give the same result far more slowly: use 0 to let the free memory decide"
         )
+
+
+def node_run_options(tile_size: int, overlap: int = EXACT_OVERLAP, recompute: bool = False,
+                     batch_size: int | None = None) -> RunOptions:
+    """A node's GPEN widgets as the core's :class:`RunOptions`, checked (the core's rules, then the nodes' tile
+    rule, :func:`check_node_tile_size`) before any model loads or downloads."""
+    run = RunOptions(tile_size, overlap, recompute, batch_size=batch_size)
+    check_node_tile_size(tile_size)
+    return run
 
 
 def enhance_comfy_images(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import folder_paths
 
-from ..gpen_core.official_files import OFFICIAL_FILES, official_file
+from ..gpen_core.official_files import OFFICIAL_FILES, OfficialFile, official_file
 from ..gpen_core.zoo.locate import fetch_detector_weights, fetch_official, fetch_parser_weights
 from .glue import download_progress
 
@@ -31,7 +31,7 @@ def register_model_folders() -> None:
     exist: keep its paths, append the default folder, and add our file extensions.
     """
     for name in FOLDERS:
-        default = os.path.join(folder_paths.models_dir, name)
+        default = default_folder(name)
         if name in folder_paths.folder_names_and_paths:
             paths, extensions = folder_paths.folder_names_and_paths[name]
             if default not in paths:
@@ -64,11 +64,16 @@ def _on_disk(name: str) -> str | None:
     return path
 
 
+def _official_gpen(name: str) -> OfficialFile | None:
+    """The official GPEN generator file called ``name`` (None: not one)."""
+    entry = official_file(name)
+    return entry if entry is not None and entry.folder == "gpen" else None
+
+
 def is_known_gpen_name(name: str) -> bool:
     """A name the loader accepts: one of :func:`gpen_files`, or an official GPEN file with or without the mark
     (so a workflow saved before or after the download still validates)."""
-    entry = official_file(name.removesuffix(DOWNLOAD_MARK))
-    return (entry is not None and entry.folder == "gpen") or name in gpen_files()
+    return _official_gpen(name.removesuffix(DOWNLOAD_MARK)) is not None or name in gpen_files()
 
 
 def gpen_path(name: str) -> str:
@@ -84,18 +89,17 @@ def gpen_path(name: str) -> str:
     """
     name = name.removesuffix(DOWNLOAD_MARK)
     path = _on_disk(name)
-    entry = official_file(name)
-    if path is None and entry is not None and entry.folder == "gpen":
-        search = [*folder_paths.get_folder_paths("gpen"), *folder_paths.get_folder_paths(FACERESTORE)]
+    if path is not None:
+        return path
+    search = [*folder_paths.get_folder_paths("gpen"), *folder_paths.get_folder_paths(FACERESTORE)]
+    entry = _official_gpen(name)
+    if entry is not None:
         return str(fetch_official(entry, search, into=default_folder("gpen"), progress=download_progress()))
-    if path is None:
-        folders = ", ".join([*folder_paths.get_folder_paths("gpen"), *folder_paths.get_folder_paths(FACERESTORE)])
-        raise FileNotFoundError(
-            f"GPEN model {name!r} not found in {folders}. Put the official GPEN-BFR-512.pth (or another "
-            "GPEN generator .pth/.safetensors) in models/gpen (or a GPEN-named file in models/facerestore_models) "
-            "and refresh."
-        )
-    return path
+    raise FileNotFoundError(
+        f"GPEN model {name!r} not found in {', '.join(search)}. Put the official GPEN-BFR-512.pth (or another "
+        "GPEN generator .pth/.safetensors) in models/gpen (or a GPEN-named file in models/facerestore_models) "
+        "and refresh."
+    )
 
 
 def gpen_folders() -> list[str]:

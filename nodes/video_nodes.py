@@ -45,6 +45,5 @@ class GPENRestoreVideo(io.ComfyNode):
         folder = Path(folder_paths.get_temp_directory()) / TEMP_SUBFOLDER
         result = restore_comfy_video(networks, video, options, folder, progress=interruptible_progress(1),
                                      stats=stats)
-        if stats.record is not None:
-            LastRun.keep(stats.record)
+        LastRun.keep(stats.record)
         return io.NodeOutput(InputImpl.VideoFromFile(str(result.target)))
