@@ -24,12 +24,9 @@ from typing import Any, Literal
 
 import torch
 
-from .official_files import download_url, official_file
+from .official_files import FolderKind, download_url, official_file
 from .weight_checks import CheckpointError, check_values
 from .weights import CheckpointSource, StateDict, describe, read_state
-
-FolderKind = Literal["gpen", "facedetection"]
-"""The ComfyUI ``models/`` folder a network's files live in."""
 
 Task = Literal["restore", "detect", "parse"]
 
