@@ -80,17 +80,31 @@ class WeightsFile:
             raise error(f"{name}: {reason}")
         check_values(state, name, self.counters, error)
 
-    def load(
+    def read(
         self, source: CheckpointSource, error: type[CheckpointError] = CheckpointError,
         others: Sequence[WeightsFile] = (),
-    ) -> torch.nn.Module:
-        """Read ``source`` (a file or a state dict) safely, then :meth:`load_state`: the steps of the module doc.
+    ) -> StateDict:
+        """The state dict of ``source`` (a file or a state dict), read safely then :meth:`accept` -ed; not built.
 
         Raises:
             FileNotFoundError: no such file.
             CheckpointError (``error``): every refusal, naming the file.
         """
-        return self.load_state(read_state(source, error), describe(source), error, others)
+        state = read_state(source, error)
+        self.accept(state, describe(source), error, others)
+        return state
+
+    def load(
+        self, source: CheckpointSource, error: type[CheckpointError] = CheckpointError,
+        others: Sequence[WeightsFile] = (),
+    ) -> torch.nn.Module:
+        """:meth:`read` ``source``, then :attr:`build` it: the steps of the module doc.
+
+        Raises:
+            FileNotFoundError: no such file.
+            CheckpointError (``error``): every refusal, naming the file.
+        """
+        return self._built(self.read(source, error, others), describe(source), error)
 
     def load_state(
         self, state: StateDict, name: str, error: type[CheckpointError] = CheckpointError,
@@ -98,6 +112,10 @@ class WeightsFile:
     ) -> torch.nn.Module:
         """:meth:`accept` then :attr:`build` a state dict from :func:`gpen_core.weights.read_state`."""
         self.accept(state, name, error, others)
+        return self._built(state, name, error)
+
+    def _built(self, state: StateDict, name: str, error: type[CheckpointError]) -> torch.nn.Module:
+        """:attr:`build` of an accepted state dict, its refusal raised as ``error``."""
         try:
             return self.build(state, name)
         except CheckpointError as err:
