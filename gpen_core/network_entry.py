@@ -131,6 +131,37 @@ class WeightsFile:
         return names
 
 
+def find_named(directory: str | os.PathLike, names: Iterable[str]) -> Path | None:
+    """The file in ``directory`` itself under the first of ``names`` it holds, or None.
+
+    Each name is looked for under its exact spelling first, then compared case-insensitively with the
+    folder's files (the first in sorted order), before the next name is tried.
+    """
+    folder = Path(directory)
+    listed: dict[str, Path] | None = None
+    for name in names:
+        exact = folder / name
+        if exact.is_file():
+            return exact
+        if listed is None:
+            listed = _files_by_lower_name(folder)
+        found = listed.get(name.lower())
+        if found is not None:
+            return found
+    return None
+
+
+def _files_by_lower_name(folder: Path) -> dict[str, Path]:
+    """The files of ``folder`` by lower-cased name, the first in sorted order for each; empty when no folder."""
+    if not folder.is_dir():
+        return {}
+    files: dict[str, Path] = {}
+    for entry in sorted(folder.iterdir()):
+        if entry.is_file():
+            files.setdefault(entry.name.lower(), entry)
+    return files
+
+
 def _single(modules: tuple[torch.nn.Module, ...]) -> Any:
     (module,) = modules
     return module
@@ -196,13 +227,12 @@ class NetworkEntry:
     def find_in(self, directory: Path) -> tuple[Path, ...] | None:
         """The paths of all :attr:`files` in ``directory`` itself, or None when one is missing.
 
-        Names are compared case-insensitively; each file's :meth:`WeightsFile.candidates` are tried in order.
+        Names are compared case-insensitively, the exact spelling first; each file's
+        :meth:`WeightsFile.candidates` are tried in order (:func:`find_named`).
         """
         if not directory.is_dir():
             return None
-        present = {entry.name.lower(): entry for entry in sorted(directory.iterdir()) if entry.is_file()}
-        paths = [next((present[n.lower()] for n in file.candidates() if n.lower() in present), None)
-                 for file in self.files]
+        paths = [find_named(directory, file.candidates()) for file in self.files]
         return tuple(path for path in paths if path is not None) if None not in paths else None
 
     def load(
