@@ -12,6 +12,7 @@ Example:
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Sequence
 
 import torch
@@ -103,11 +104,10 @@ def check_image(images: torch.Tensor, name: str = "image", *, accepts_uint8: boo
             f"{name} must be float in [0, 1] here; got {images.dtype} (pass images.float() / 255 for 8-bit data: "
             "this path reads the images in place, chunk by chunk, and converts no uint8)"
         )
-    finite = torch.isfinite(images)
-    if not bool(finite.all()):
-        bad = int((~finite).sum())
+    low, high = torch.stack(torch.aminmax(images)).tolist()  # one pass; a NaN propagates to both, an inf is one
+    if not (math.isfinite(low) and math.isfinite(high)):
+        bad = int((~torch.isfinite(images)).sum())  # counted only for the message
         raise ValueError(f"{name} contains {bad} NaN or infinite value(s); fix the input before restoring it")
-    low, high = float(images.min()), float(images.max())
     if low < -FLOAT_RANGE_TOLERANCE or high > 1.0 + FLOAT_RANGE_TOLERANCE:
         fix = "divide by 255 or pass a uint8 tensor" if accepts_uint8 else "divide by 255"
         raise ValueError(

@@ -67,6 +67,22 @@ def test_image_checks():
         check_image(torch.zeros(3, 4, 4, dtype=torch.int32))
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_every_non_finite_value_is_counted_whatever_else_is_wrong(dtype):
+    """NaN and +-inf anywhere, beside values out of range, in every float dtype: the NaN/inf message, all counted."""
+    images = torch.rand(2, 3, 5, 7).to(dtype)
+    images[0, 0, 0, 0], images[1, 2, 4, 6], images[1, 1, 2, 3] = float("nan"), float("inf"), -float("inf")
+    images[0, 1, 1, 1] = 255.0
+    with pytest.raises(ValueError, match=r"^image contains 3 NaN or infinite value\(s\); fix the input"):
+        check_image(images.permute(0, 2, 3, 1))  # not contiguous
+    images[images != images] = 0.5
+    with pytest.raises(ValueError, match=r"^image contains 2 NaN or infinite value\(s\)"):
+        check_image(images)
+    images[~torch.isfinite(images)] = -0.5
+    with pytest.raises(ValueError, match=r"got values in \[-0.5, 255\]"):
+        check_image(images)
+
+
 def test_image_as_float_scales_uint8_and_clamps_overshoot():
     assert torch.equal(image_as_float(torch.tensor([0, 255], dtype=torch.uint8)), torch.tensor([0.0, 1.0]))
     assert torch.equal(image_as_float(torch.tensor([-0.01, 1.01])), torch.tensor([0.0, 1.0]))
