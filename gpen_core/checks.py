@@ -9,6 +9,7 @@ Example:
     >>> check_shape(torch.zeros(2, 3, 8, 8), ["B", "3", "H", "W"], "images")
     >>> check_choice("fp32", ("fp32", "bf16"), "precision")
     >>> check_range(0.5, 0.0, 1.0, "fidelity")
+    >>> check_flag(True, "recompute")
 """
 from __future__ import annotations
 
@@ -77,6 +78,17 @@ def check_range(
         lo = "-inf" if low is None else f"{low:g}"
         hi = "inf" if high is None else f"{high:g}"
         raise ValueError(f"{name} must be in [{lo}, {hi}]; got {value!r}")
+
+
+def check_flag(value: object, name: str, *, error: type[Exception] = ValueError, show_type: bool = False) -> None:
+    """Raise ``error`` unless ``value`` is ``True`` or ``False`` (``1``, ``"yes"`` are refused).
+
+    Args:
+        show_type: also name ``value``'s type in the message (``got 1 (int)``).
+    """
+    if not isinstance(value, bool):
+        shown = f"{value!r} ({type(value).__name__})" if show_type else repr(value)
+        raise error(f"{name} must be True or False; got {shown}")
 
 
 def check_image(images: torch.Tensor, name: str = "image", *, accepts_uint8: bool = True) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gpen_core.checks import check_choice, check_image, check_range, check_shape, image_as_float
+from gpen_core.checks import check_choice, check_flag, check_image, check_range, check_shape, image_as_float
 
 
 def test_shape_accepts_symbols_numbers_and_alternatives():
@@ -49,6 +49,14 @@ def test_range_open_bounds_and_integers():
         check_range(0, 1, None, "repeat", integer=True)
     with pytest.raises(ValueError, match="repeat must be an integer; got 1.5"):
         check_range(1.5, 1, None, "repeat", integer=True)
+
+
+def test_flag_check_refuses_anything_but_a_bool():
+    check_flag(False, "keep_grey")
+    with pytest.raises(ValueError, match=r"^keep_grey must be True or False; got 1$"):
+        check_flag(1, "keep_grey")
+    with pytest.raises(TypeError, match=r"^recompute must be True or False; got 'yes' \(str\)$"):
+        check_flag("yes", "recompute", error=TypeError, show_type=True)
 
 
 def test_image_checks():
