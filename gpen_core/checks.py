@@ -9,9 +9,11 @@ Example:
     >>> check_shape(torch.zeros(2, 3, 8, 8), ["B", "3", "H", "W"], "images")
     >>> check_choice("fp32", ("fp32", "bf16"), "precision")
     >>> check_range(0.5, 0.0, 1.0, "fidelity")
+    >>> check_flag(True, "recompute")
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Sequence
 
 import torch
@@ -78,6 +80,17 @@ def check_range(
         raise ValueError(f"{name} must be in [{lo}, {hi}]; got {value!r}")
 
 
+def check_flag(value: object, name: str, *, error: type[Exception] = ValueError, show_type: bool = False) -> None:
+    """Raise ``error`` unless ``value`` is ``True`` or ``False`` (``1``, ``"yes"`` are refused).
+
+    Args:
+        show_type: also name ``value``'s type in the message (``got 1 (int)``).
+    """
+    if not isinstance(value, bool):
+        shown = f"{value!r} ({type(value).__name__})" if show_type else repr(value)
+        raise error(f"{name} must be True or False; got {shown}")
+
+
 def check_image(images: torch.Tensor, name: str = "image", *, accepts_uint8: bool = True) -> None:
     """Raise unless ``images`` holds pixel values the pipeline can use.
 
@@ -103,11 +116,10 @@ def check_image(images: torch.Tensor, name: str = "image", *, accepts_uint8: boo
             f"{name} must be float in [0, 1] here; got {images.dtype} (pass images.float() / 255 for 8-bit data: "
             "this path reads the images in place, chunk by chunk, and converts no uint8)"
         )
-    finite = torch.isfinite(images)
-    if not bool(finite.all()):
-        bad = int((~finite).sum())
+    low, high = torch.stack(torch.aminmax(images)).tolist()  # one pass; a NaN propagates to both, an inf is one
+    if not (math.isfinite(low) and math.isfinite(high)):
+        bad = int((~torch.isfinite(images)).sum())  # counted only for the message
         raise ValueError(f"{name} contains {bad} NaN or infinite value(s); fix the input before restoring it")
-    low, high = float(images.min()), float(images.max())
     if low < -FLOAT_RANGE_TOLERANCE or high > 1.0 + FLOAT_RANGE_TOLERANCE:
         fix = "divide by 255 or pass a uint8 tensor" if accepts_uint8 else "divide by 255"
         raise ValueError(

@@ -14,7 +14,7 @@ from .arch.graphs import COMPILE_MODES
 from .checks import check_choice
 from .network_entry import NetworkEntry, WeightsFile
 from .runtime.precision import NAMES, resolve_device, resolve_dtype
-from .weights import CheckpointError, CheckpointSource, StateDict, build_checked, describe, read_state
+from .weights import CheckpointError, CheckpointSource, StateDict, build_checked, describe
 
 GENERATOR_MARKERS = ("generator.input.input", "final_linear.0.weight", "ecd0.0.0.weight")
 """Keys every GPEN ``FullGenerator`` state dict has."""
@@ -89,9 +89,7 @@ def load_state_dict(source: CheckpointSource) -> StateDict:
             f"GPEN checkpoint not found: {source}. Download the official weights (e.g. GPEN-BFR-512.pth) "
             "yourself and put them in ComfyUI/models/gpen/ or pass the right path."
         )
-    state = read_state(source)
-    GPEN_FILE.accept(state, describe(source))
-    return state
+    return GPEN_FILE.read(source)
 
 
 def load_model(

@@ -24,12 +24,9 @@ from typing import Any, Literal
 
 import torch
 
-from .official_files import download_url, official_file
+from .official_files import FolderKind, download_url, official_file
 from .weight_checks import CheckpointError, check_values
 from .weights import CheckpointSource, StateDict, describe, read_state
-
-FolderKind = Literal["gpen", "facedetection"]
-"""The ComfyUI ``models/`` folder a network's files live in."""
 
 Task = Literal["restore", "detect", "parse"]
 
@@ -83,17 +80,31 @@ class WeightsFile:
             raise error(f"{name}: {reason}")
         check_values(state, name, self.counters, error)
 
-    def load(
+    def read(
         self, source: CheckpointSource, error: type[CheckpointError] = CheckpointError,
         others: Sequence[WeightsFile] = (),
-    ) -> torch.nn.Module:
-        """Read ``source`` (a file or a state dict) safely, then :meth:`load_state`: the steps of the module doc.
+    ) -> StateDict:
+        """The state dict of ``source`` (a file or a state dict), read safely then :meth:`accept` -ed; not built.
 
         Raises:
             FileNotFoundError: no such file.
             CheckpointError (``error``): every refusal, naming the file.
         """
-        return self.load_state(read_state(source, error), describe(source), error, others)
+        state = read_state(source, error)
+        self.accept(state, describe(source), error, others)
+        return state
+
+    def load(
+        self, source: CheckpointSource, error: type[CheckpointError] = CheckpointError,
+        others: Sequence[WeightsFile] = (),
+    ) -> torch.nn.Module:
+        """:meth:`read` ``source``, then :attr:`build` it: the steps of the module doc.
+
+        Raises:
+            FileNotFoundError: no such file.
+            CheckpointError (``error``): every refusal, naming the file.
+        """
+        return self._built(self.read(source, error, others), describe(source), error)
 
     def load_state(
         self, state: StateDict, name: str, error: type[CheckpointError] = CheckpointError,
@@ -101,6 +112,10 @@ class WeightsFile:
     ) -> torch.nn.Module:
         """:meth:`accept` then :attr:`build` a state dict from :func:`gpen_core.weights.read_state`."""
         self.accept(state, name, error, others)
+        return self._built(state, name, error)
+
+    def _built(self, state: StateDict, name: str, error: type[CheckpointError]) -> torch.nn.Module:
+        """:attr:`build` of an accepted state dict, its refusal raised as ``error``."""
         try:
             return self.build(state, name)
         except CheckpointError as err:
@@ -114,6 +129,37 @@ class WeightsFile:
         for name in self.names:
             names += [name, str(Path(name).with_suffix(".safetensors"))]
         return names
+
+
+def find_named(directory: str | os.PathLike, names: Iterable[str]) -> Path | None:
+    """The file in ``directory`` itself under the first of ``names`` it holds, or None.
+
+    Each name is looked for under its exact spelling first, then compared case-insensitively with the
+    folder's files (the first in sorted order), before the next name is tried.
+    """
+    folder = Path(directory)
+    listed: dict[str, Path] | None = None
+    for name in names:
+        exact = folder / name
+        if exact.is_file():
+            return exact
+        if listed is None:
+            listed = _files_by_lower_name(folder)
+        found = listed.get(name.lower())
+        if found is not None:
+            return found
+    return None
+
+
+def _files_by_lower_name(folder: Path) -> dict[str, Path]:
+    """The files of ``folder`` by lower-cased name, the first in sorted order for each; empty when no folder."""
+    if not folder.is_dir():
+        return {}
+    files: dict[str, Path] = {}
+    for entry in sorted(folder.iterdir()):
+        if entry.is_file():
+            files.setdefault(entry.name.lower(), entry)
+    return files
 
 
 def _single(modules: tuple[torch.nn.Module, ...]) -> Any:
@@ -181,13 +227,12 @@ class NetworkEntry:
     def find_in(self, directory: Path) -> tuple[Path, ...] | None:
         """The paths of all :attr:`files` in ``directory`` itself, or None when one is missing.
 
-        Names are compared case-insensitively; each file's :meth:`WeightsFile.candidates` are tried in order.
+        Names are compared case-insensitively, the exact spelling first; each file's
+        :meth:`WeightsFile.candidates` are tried in order (:func:`find_named`).
         """
         if not directory.is_dir():
             return None
-        present = {entry.name.lower(): entry for entry in sorted(directory.iterdir()) if entry.is_file()}
-        paths = [next((present[n.lower()] for n in file.candidates() if n.lower() in present), None)
-                 for file in self.files]
+        paths = [find_named(directory, file.candidates()) for file in self.files]
         return tuple(path for path in paths if path is not None) if None not in paths else None
 
     def load(

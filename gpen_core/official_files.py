@@ -54,9 +54,17 @@ class OfficialFile:
     published_in: str
 
 
-def _gpen(size: int, channel_multiplier: int, narrow: float, published_in: str) -> OfficialFile:
+GPEN_RELEASES: dict[int, tuple[float, float]] = {256: (1, 0.5), 512: (2, 1), 1024: (2, 1), 2048: (2, 1)}
+"""``size: (channel_multiplier, narrow)`` of the official GPEN-BFR releases (yangxy/GPEN); the one table
+(:data:`gpen_core.arch.config.OFFICIAL_CONFIGS` is this one)."""
+
+
+def _gpen(size: int, published_in: str) -> OfficialFile:
     name = f"GPEN-BFR-{size}"
-    config = {"size": size, "channel_multiplier": channel_multiplier, "narrow": narrow, "style_dim": 512, "n_mlp": 8}
+    channel_multiplier, narrow = GPEN_RELEASES[size]
+    # narrow as the file entries always showed it in messages: 1.0, 0.5
+    config = {"size": size, "channel_multiplier": channel_multiplier, "narrow": float(narrow), "style_dim": 512,
+              "n_mlp": 8}
     return OfficialFile(name, f"{name}.pth", f"{GPEN_HOST}{name}.pth", "gpen", "gpen", config, published_in)
 
 
@@ -67,10 +75,10 @@ _SAME_HOST = ("the GPEN release host under the same name pattern (used by GPENO)
               "ModelScope for 1024/2048")
 
 OFFICIAL_FILES: tuple[OfficialFile, ...] = (
-    _gpen(256, 1, 0.5, _GPEN_README),
-    _gpen(512, 2, 1.0, _GPEN_README),
-    _gpen(1024, 2, 1.0, _SAME_HOST),
-    _gpen(2048, 2, 1.0, _SAME_HOST),
+    _gpen(256, _GPEN_README),
+    _gpen(512, _GPEN_README),
+    _gpen(1024, _SAME_HOST),
+    _gpen(2048, _SAME_HOST),
     OfficialFile("retinaface_resnet50", "detection_Resnet50_Final.pth",
                  f"{FACEXLIB_RELEASES}v0.1.0/detection_Resnet50_Final.pth", "facedetection", "retinaface_resnet50",
                  {}, "xinntao/facexlib detection/__init__.py"),

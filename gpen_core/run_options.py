@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .arch.tiled import MIN_TILE
-from .checks import check_range
+from .checks import check_flag, check_range
 from .runtime.strategy import TileSize
 
 __all__ = ["AUTO_TILE", "EXACT_OVERLAP", "RunOptions"]
@@ -52,8 +52,7 @@ class RunOptions:
                 raise ValueError(f"tile_size must be 0 (automatic), None (whole image) or at least {MIN_TILE} "
                                  f"pixels; got {self.tile_size}")
         check_range(self.overlap, EXACT_OVERLAP, None, "overlap (-1: exact)", integer=True)
-        if not isinstance(self.recompute, bool):
-            raise ValueError(f"recompute must be True or False; got {self.recompute!r}")
+        check_flag(self.recompute, "recompute")
         if self.overlap != EXACT_OVERLAP and self.tile_size is None and not self.recompute:
             raise ValueError("overlap cuts the halos of tiles: give a tile_size (0: automatic) or recompute too, "
                              "or leave overlap at -1 (exact)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gpen_core.checks import check_choice, check_image, check_range, check_shape, image_as_float
+from gpen_core.checks import check_choice, check_flag, check_image, check_range, check_shape, image_as_float
 
 
 def test_shape_accepts_symbols_numbers_and_alternatives():
@@ -51,6 +51,14 @@ def test_range_open_bounds_and_integers():
         check_range(1.5, 1, None, "repeat", integer=True)
 
 
+def test_flag_check_refuses_anything_but_a_bool():
+    check_flag(False, "keep_grey")
+    with pytest.raises(ValueError, match=r"^keep_grey must be True or False; got 1$"):
+        check_flag(1, "keep_grey")
+    with pytest.raises(TypeError, match=r"^recompute must be True or False; got 'yes' \(str\)$"):
+        check_flag("yes", "recompute", error=TypeError, show_type=True)
+
+
 def test_image_checks():
     check_image(torch.rand(1, 3, 4, 4))
     check_image(torch.full((3, 4, 4), 255, dtype=torch.uint8))
@@ -65,6 +73,22 @@ def test_image_checks():
         check_image(torch.zeros(0, 3, 4, 4))
     with pytest.raises(TypeError, match="float in \\[0, 1\\] or uint8, got torch.int32"):
         check_image(torch.zeros(3, 4, 4, dtype=torch.int32))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_every_non_finite_value_is_counted_whatever_else_is_wrong(dtype):
+    """NaN and +-inf anywhere, beside values out of range, in every float dtype: the NaN/inf message, all counted."""
+    images = torch.rand(2, 3, 5, 7).to(dtype)
+    images[0, 0, 0, 0], images[1, 2, 4, 6], images[1, 1, 2, 3] = float("nan"), float("inf"), -float("inf")
+    images[0, 1, 1, 1] = 255.0
+    with pytest.raises(ValueError, match=r"^image contains 3 NaN or infinite value\(s\); fix the input"):
+        check_image(images.permute(0, 2, 3, 1))  # not contiguous
+    images[images != images] = 0.5
+    with pytest.raises(ValueError, match=r"^image contains 2 NaN or infinite value\(s\)"):
+        check_image(images)
+    images[~torch.isfinite(images)] = -0.5
+    with pytest.raises(ValueError, match=r"got values in \[-0.5, 255\]"):
+        check_image(images)
 
 
 def test_image_as_float_scales_uint8_and_clamps_overshoot():

@@ -8,11 +8,14 @@ from dataclasses import dataclass
 
 import torch
 
+from ..official_files import GPEN_RELEASES
+
 BASE_CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16, 2048: 8}
 """Official channel table before ``channel_multiplier`` (levels >= 64) and ``narrow``."""
 
-OFFICIAL_CONFIGS: dict[int, tuple[float, float]] = {256: (1, 0.5), 512: (2, 1), 1024: (2, 1), 2048: (2, 1)}
-"""``size: (channel_multiplier, narrow)`` of the official GPEN-BFR releases (yangxy/GPEN)."""
+OFFICIAL_CONFIGS: dict[int, tuple[float, float]] = GPEN_RELEASES
+"""``size: (channel_multiplier, narrow)`` of the official GPEN-BFR releases (yangxy/GPEN), declared once with
+their files (:data:`gpen_core.official_files.GPEN_RELEASES`)."""
 
 INPUT_RANGES = {"[-1,1]": (-1.0, 1.0), "[0,1]": (0.0, 1.0)}
 """Value ranges a model may expect: BFR, colorization, inpainting use [-1, 1]; Seg2face uses [0, 1]."""

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checks import check_choice
+from ..checks import check_choice, check_flag
 from .config import GPENConfig
 from .graphs import COMPILE_MODES, CudaGraphs, graph_refusal
 from .layers import ConstantInput, EqualLinear, ModulatedConv, PixelNorm, StyledConv, ToRGB, encoder_layer
@@ -262,9 +262,8 @@ class GPEN(nn.Module):
             ValueError: ``tile_size`` below 16, ``overlap`` negative, or ``overlap`` without tiling.
         """
         check_tiling(tile_size, overlap)
-        for name, flag in (("recompute", recompute), ("grad_checkpoint", grad_checkpoint)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name} must be True or False; got {flag!r} ({type(flag).__name__})")
+        check_flag(recompute, "recompute", error=TypeError, show_type=True)
+        check_flag(grad_checkpoint, "grad_checkpoint", error=TypeError, show_type=True)
         tiled = tile_size is not None or recompute
         if self.graphs is not None:
             reason = graph_refusal(image, tiled=tiled, grad_checkpoint=grad_checkpoint, progress=progress is not None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..checks import check_choice, check_range
+from ..checks import check_choice, check_flag, check_range
 from ..run_options import RunOptions
 from .detection.selection import FaceSelection
 from .finish import COLOR_SPACES
@@ -150,8 +150,7 @@ class PasteOptions:
         check_choice(self.color_match, COLOR_SPACES, "color_match")
         check_choice(self.face_mode, FACE_MODES, "face_mode")
         for name in ("keep_hair", "keep_neck", "smooth_small_faces", "keep_grey"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}")
+            check_flag(getattr(self, name), name)
         check_range(self.fidelity, 0.0, 1.0, "fidelity")
         check_range(self.upscale_factor, 1.0, MAX_UPSCALE, "upscale_factor")
 

@@ -2,6 +2,7 @@
 (CUDA, XPU ...), else live tensors counted as they are created and freed (CPU, MPS ...)."""
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable
 from types import ModuleType
@@ -170,8 +171,13 @@ def peak_memory(fn: Callable[[], Any], device: torch.device) -> tuple[Any, int]:
     return result, meter.peak_bytes
 
 
-def _libc_malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, or None where there is none (another C library, another system)."""
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where there is none (another C library, another system).
+
+    Looked up on first use, not at import (``ctypes.util.find_library`` runs ``ldconfig``: ComfyUI's start-up
+    would wait for it), then kept.
+    """
     import ctypes
     import ctypes.util
 
@@ -183,9 +189,6 @@ def _libc_malloc_trim() -> Callable[[int], int] | None:
     return trim
 
 
-_MALLOC_TRIM = _libc_malloc_trim()
-
-
 def release_freed_host_memory() -> None:
     """Hand the process's freed heap memory back to the system (glibc's ``malloc_trim``; a no-op elsewhere).
 
@@ -194,5 +197,6 @@ def release_freed_host_memory() -> None:
     resident set grows past what is alive. Called between them it keeps a photo's peak at what is alive (measured
     on the 29-face group photo with the parse mask: 1.24 GB instead of 1.28–1.44 GB, the same time).
     """
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

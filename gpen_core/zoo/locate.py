@@ -18,7 +18,7 @@ from pathlib import Path
 from ..face.detection.catalog import DETECTORS
 from ..face.masks import mask_mode
 from ..face.parsing.load import find_parser_weights
-from ..network_entry import NetworkEntry, entry_named
+from ..network_entry import NetworkEntry, entry_named, find_named
 from ..official_files import (
     AUTO_DETECTOR,
     AUTO_PARSER,
@@ -99,16 +99,12 @@ def search_folders(kind: FolderKind, dirs: Sequence[Path]) -> list[Path]:
 
 
 def find_file(file_name: str, folders: Iterable[str | os.PathLike]) -> Path | None:
-    """``folder / file_name`` in the first folder that has it (names compared case-insensitively), or None."""
-    wanted = file_name.lower()
-    for folder in map(Path, folders):
-        exact = folder / file_name
-        if exact.is_file():
-            return exact
-        if folder.is_dir():
-            for candidate in sorted(folder.iterdir()):
-                if candidate.name.lower() == wanted and candidate.is_file():
-                    return candidate
+    """``folder / file_name`` in the first folder that has it (names compared case-insensitively, the exact
+    spelling first: :func:`gpen_core.network_entry.find_named`), or None."""
+    for folder in folders:
+        found = find_named(folder, (file_name,))
+        if found is not None:
+            return found
     return None
 
 

@@ -2,6 +2,9 @@
 the memory report on a machine without CUDA."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -9,6 +12,7 @@ import gpen_core.enhance as enhance_module
 from gpen_core.enhance import Enhanced, enhance_images
 from gpen_core.runtime.memory import LiveTensorPeak, PeakMeter, allocator_module, peak_memory
 from gpen_core.runtime.report import RunRecord, memory_report
+from helpers import REPO_ROOT
 
 
 def test_live_tensor_peak_counts_only_new_storages():
@@ -147,9 +151,28 @@ def test_freed_host_memory_is_handed_back_through_malloc_trim(monkeypatch):
     from gpen_core.runtime import memory
 
     calls = []
-    monkeypatch.setattr(memory, "_MALLOC_TRIM", lambda pad: calls.append(pad) or 1)
+    monkeypatch.setattr(memory, "_malloc_trim", lambda: lambda pad: calls.append(pad) or 1)
     memory.release_freed_host_memory()
     assert calls == [0]
-    monkeypatch.setattr(memory, "_MALLOC_TRIM", None)  # another C library: nothing to call
+    monkeypatch.setattr(memory, "_malloc_trim", lambda: None)  # another C library: nothing to call
     memory.release_freed_host_memory()
     assert calls == [0]
+
+
+def test_malloc_trim_is_looked_up_on_first_use_not_at_import():
+    """``find_library`` runs ``ldconfig``: importing the package (ComfyUI's start-up) must not wait for it."""
+    script = (
+        "import ctypes.util\n"
+        "looked = []\n"
+        "find = ctypes.util.find_library\n"
+        "ctypes.util.find_library = lambda name: looked.append(name) or find(name)\n"
+        "import gpen_core\n"
+        "from gpen_core.runtime import memory\n"
+        "assert looked == [], looked\n"
+        "memory.release_freed_host_memory()\n"
+        "memory.release_freed_host_memory()\n"
+        "print(looked)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['c']"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpen_core.network_entry import NetworkEntry, WeightsFile, entry_named
+from gpen_core.network_entry import NetworkEntry, WeightsFile, entry_named, find_named
 from gpen_core.weight_checks import CheckpointError
 from gpen_core.weights import build_checked
 
@@ -44,6 +44,19 @@ def test_names_are_tried_in_order_with_safetensors_twins_case_insensitively(tmp_
     assert SINGLE.find([tmp_path]) == (tmp_path / "A_OLD.PTH",)
     _touch(tmp_path, "a.SafeTensors")
     assert SINGLE.find([tmp_path]) == (tmp_path / "a.SafeTensors",)
+
+
+def test_find_named_prefers_the_exact_spelling_then_the_first_in_sorted_order(tmp_path):
+    assert find_named(tmp_path / "nowhere", ["a.pth"]) is None
+    _touch(tmp_path, "b.PT")
+    if (tmp_path / "B.pt").exists():
+        pytest.skip("case-insensitive file system: one file answers to every spelling")
+    _touch(tmp_path, "B.pt")
+    (tmp_path / "a.pth").mkdir()  # a folder is not a file
+    assert find_named(tmp_path, ["a.pth", "b.pt"]) == tmp_path / "B.pt"
+    _touch(tmp_path, "b.pt")
+    assert find_named(tmp_path, ["a.pth", "b.pt"]) == tmp_path / "b.pt"
+    assert find_named(str(tmp_path), ["B.PT"]) == tmp_path / "B.pt"
 
 
 def test_folders_in_order_then_the_subfolder_and_every_file_in_one_folder(tmp_path):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -394,9 +395,14 @@ def build_retinaface_from_state_dict(
         InvalidDetectorWeightsError: unknown layout, missing/unexpected keys, wrong shapes.
     """
     cleaned = strip_module_prefix(state_dict)
-    backbone = detect_retinaface_backbone(cleaned)
+    return _build(detect_retinaface_backbone(cleaned), cleaned, source)
+
+
+def _build(backbone: RetinaFaceBackbone, state: Mapping[str, torch.Tensor], source: str) -> RetinaFaceNet:
+    """The :class:`RetinaFaceNet` of ``backbone`` holding ``state`` (prefix-stripped), compared on the meta
+    device first (:func:`gpen_core.weights.build_checked`)."""
     model = build_checked(
-        lambda: RetinaFaceNet(backbone), cleaned, source, f"RetinaFace-{backbone}",
+        lambda: RetinaFaceNet(backbone), state, source, f"RetinaFace-{backbone}",
         optional_key_suffix=BATCHNORM_COUNTER, error=InvalidDetectorWeightsError,
     )
     logger.info("loaded RetinaFace-%s weights from %s", backbone, source)
@@ -404,6 +410,8 @@ def build_retinaface_from_state_dict(
 
 
 def _weights_file(backbone: RetinaFaceBackbone, file_name: str) -> WeightsFile:
+    """The file of ``backbone``: recognised from its signature keys and shapes, built as that backbone (its state
+    already read and prefix-stripped by :func:`gpen_core.weights.read_state`)."""
     def why_not(state: Mapping[str, torch.Tensor]) -> str | None:
         return None if _backbone(state) == backbone else _not_retinaface(state)
 
@@ -411,7 +419,7 @@ def _weights_file(backbone: RetinaFaceBackbone, file_name: str) -> WeightsFile:
         names=(file_name,),
         what=f"retinaface_{backbone}",
         why_not=why_not,
-        build=build_retinaface_from_state_dict,
+        build=partial(_build, backbone),
         counters=(BATCHNORM_COUNTER,),
     )
 

@@ -33,7 +33,7 @@ import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal, cast, get_args
 
 import torch
 
@@ -269,7 +269,7 @@ def select_face_indices(detections: FaceDetections, selection: FaceSelection) ->
         passes &= sizes <= selection.max_face_size
     ordered = order_faces(detections, selection.order)
     ordered = ordered[passes[ordered]]
-    wanted = parse_face_indices(selection.indices)  # already parsed: FaceIndices or None
+    wanted = cast("FaceIndices | None", selection.indices)  # parsed by FaceSelection.__post_init__
     if wanted is not None:
         count = ordered.numel()
         skipped = wanted.at_or_above(count)

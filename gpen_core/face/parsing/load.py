@@ -18,7 +18,7 @@ import torch
 from ...network_entry import NetworkEntry, WeightsFile
 from ...official_files import OFFICIAL_FILES, download_url
 from ...weight_checks import BATCHNORM_COUNTER
-from ...weights import CheckpointError, CheckpointSource, StateDict, build_checked, describe, read_state
+from ...weights import CheckpointError, CheckpointSource, StateDict, build_checked, describe
 from ..masks import mask_mode
 from .face_parser import FaceParser
 from .inputs import PARSE_SIZE
@@ -107,9 +107,7 @@ def read_parser_state_dict(source: CheckpointSource) -> StateDict:
     """
     if isinstance(source, (str, os.PathLike)) and not os.path.exists(source):
         raise ParserWeightsNotFoundError(f"ParseNet weights not found: {source}")
-    state = read_state(source)
-    PARSENET_FILE.accept(state, describe(source))
-    return state
+    return PARSENET_FILE.read(source)
 
 
 def _block_indices(state: Mapping[str, torch.Tensor], part: str) -> list[int]:
